@@ -1,0 +1,230 @@
+// Package config reads timq's settings from TIMQ_* environment variables.
+//
+// Every function takes a getenv function instead of reading the process
+// environment, so tests and embedded uses pass their own. Every error names
+// the setting it is about, in one line: "TIMQ_RATE: must be a number > 0, got \"x\"".
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// Secret holds a secret (the SDKAppID's key). It prints, logs and marshals
+// as "[REDACTED]"; Reveal returns the value for the one place that signs.
+type Secret string
+
+const redacted = "[REDACTED]"
+
+func (Secret) String() string               { return redacted }
+func (Secret) GoString() string             { return redacted }
+func (Secret) LogValue() slog.Value         { return slog.StringValue(redacted) }
+func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+func (s Secret) Reveal() string             { return string(s) }
+func (s Secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
+func (s Secret) IsZero() bool               { return s == "" }
+
+// Environment variable names.
+const (
+	EnvRedisURL          = "TIMQ_REDIS_URL"
+	EnvRedisClusterAddrs = "TIMQ_REDIS_CLUSTER_ADDRS"
+	EnvSDKAppID          = "TIMQ_SDKAPPID"
+	EnvSecretKey         = "TIMQ_SECRET_KEY"
+	EnvSecretKeyFile     = "TIMQ_SECRET_KEY_FILE"
+	EnvAdmin             = "TIMQ_ADMIN"
+	EnvRegion            = "TIMQ_REGION"
+	EnvAPIBase           = "TIMQ_API_BASE"
+	EnvRate              = "TIMQ_RATE"
+	EnvConcurrency       = "TIMQ_CONCURRENCY"
+	EnvMaxRetry          = "TIMQ_MAX_RETRY"
+	EnvHTTPAddr          = "TIMQ_HTTP_ADDR"
+	// EnvEnqueueReplicas is how many replicas of the Redis primary must
+	// hold each task before timq enqueue, bulk and dlq requeue count it as
+	// queued (enqueue.ConfirmReplicas). Default 0: off.
+	EnvEnqueueReplicas = "TIMQ_ENQUEUE_REPLICAS"
+)
+
+// DefaultRedisURL is used when TIMQ_REDIS_URL is not set.
+const DefaultRedisURL = "redis://127.0.0.1:6379/0"
+
+// DefaultAdmin is the admin identifier used when TIMQ_ADMIN is not set.
+const DefaultAdmin = "administrator"
+
+// Signing is what is needed to make and check a UserSig.
+type Signing struct {
+	SDKAppID  uint64
+	SecretKey Secret
+	Admin     string
+}
+
+// API is everything needed to call the REST API: signing plus where to call.
+// Exactly one of Region and BaseURL is set.
+type API struct {
+	Signing
+	Region  string // cn, sgp, kr, jpn, ger, usa, idn, ind
+	BaseURL string // full base URL, e.g. http://127.0.0.1:9000 for the emulator
+}
+
+// LoadSigning reads TIMQ_SDKAPPID, TIMQ_SECRET_KEY or TIMQ_SECRET_KEY_FILE
+// (not both), and TIMQ_ADMIN (default "administrator"). The key is never
+// read from a flag, because flags show in ps.
+func LoadSigning(getenv func(string) string) (Signing, error) {
+	var s Signing
+	raw := strings.TrimSpace(getenv(EnvSDKAppID))
+	if raw == "" {
+		return s, fmt.Errorf("%s: must be set (the app's SDKAppID)", EnvSDKAppID)
+	}
+	id, err := strconv.ParseUint(raw, 10, 32)
+	if err != nil || id == 0 {
+		return s, fmt.Errorf("%s: must be a positive integer, got %q", EnvSDKAppID, raw)
+	}
+	s.SDKAppID = id
+	key, keyFile := getenv(EnvSecretKey), getenv(EnvSecretKeyFile)
+	switch {
+	case key != "" && keyFile != "":
+		return s, fmt.Errorf("%s: set only one of %s and %s", EnvSecretKey, EnvSecretKey, EnvSecretKeyFile)
+	case keyFile != "":
+		b, err := os.ReadFile(keyFile)
+		if err != nil {
+			return s, fmt.Errorf("%s: cannot read the key file: %v", EnvSecretKeyFile, errors.Unwrap(err))
+		}
+		key = strings.TrimSpace(string(b))
+		if key == "" {
+			return s, fmt.Errorf("%s: the key file %s is empty", EnvSecretKeyFile, keyFile)
+		}
+	case key == "":
+		return s, fmt.Errorf("%s: must be set (or %s)", EnvSecretKey, EnvSecretKeyFile)
+	}
+	s.SecretKey = Secret(key)
+	s.Admin = strings.TrimSpace(getenv(EnvAdmin))
+	if s.Admin == "" {
+		s.Admin = DefaultAdmin
+	}
+	return s, nil
+}
+
+// LoadAPI reads the signing settings plus TIMQ_REGION or TIMQ_API_BASE
+// (exactly one).
+func LoadAPI(getenv func(string) string) (API, error) {
+	sig, err := LoadSigning(getenv)
+	if err != nil {
+		return API{}, err
+	}
+	a := API{Signing: sig, Region: strings.TrimSpace(getenv(EnvRegion)), BaseURL: strings.TrimSpace(getenv(EnvAPIBase))}
+	switch {
+	case a.Region != "" && a.BaseURL != "":
+		return API{}, fmt.Errorf("%s: set only one of %s and %s", EnvAPIBase, EnvRegion, EnvAPIBase)
+	case a.Region == "" && a.BaseURL == "":
+		return API{}, fmt.Errorf("%s: must be set (cn, sgp, kr, jpn, ger, usa, idn, ind), or %s to a base URL", EnvRegion, EnvAPIBase)
+	case a.BaseURL != "" && !strings.HasPrefix(a.BaseURL, "http://") && !strings.HasPrefix(a.BaseURL, "https://"):
+		return API{}, fmt.Errorf("%s: must be an http:// or https:// URL, got %q", EnvAPIBase, a.BaseURL)
+	}
+	return a, nil
+}
+
+// Redis is where timq keeps its queues, dead letters and rate budget.
+type Redis struct {
+	// Conn is the connection option asynq uses.
+	Conn asynq.RedisConnOpt
+	// Display is the address without any password, for logs.
+	Display string
+}
+
+// Client makes a go-redis client for timq's own keys (dead letters, budget),
+// connected the same way as asynq.
+func (r Redis) Client() redis.UniversalClient {
+	return r.Conn.MakeRedisClient().(redis.UniversalClient)
+}
+
+// LoadRedis reads TIMQ_REDIS_CLUSTER_ADDRS (comma-separated host:port of a
+// Redis Cluster) or else TIMQ_REDIS_URL, in any form asynq parses:
+// redis://[:password@]host:port[/db], rediss://..., redis-socket://path,
+// redis-sentinel://[:password@]host1:port1,host2:port2?master=NAME.
+// Defaults to redis://127.0.0.1:6379/0.
+func LoadRedis(getenv func(string) string) (Redis, error) {
+	if addrs := strings.TrimSpace(getenv(EnvRedisClusterAddrs)); addrs != "" {
+		var list []string
+		for _, a := range strings.Split(addrs, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				if !strings.Contains(a, ":") {
+					return Redis{}, fmt.Errorf("%s: %q is not host:port", EnvRedisClusterAddrs, a)
+				}
+				list = append(list, a)
+			}
+		}
+		return Redis{Conn: asynq.RedisClusterClientOpt{Addrs: list}, Display: "cluster " + strings.Join(list, ",")}, nil
+	}
+	raw := strings.TrimSpace(getenv(EnvRedisURL))
+	if raw == "" {
+		raw = DefaultRedisURL
+	}
+	opt, err := asynq.ParseRedisURI(raw)
+	if err != nil {
+		return Redis{}, fmt.Errorf("%s: %v", EnvRedisURL, stripURL(err.Error(), raw))
+	}
+	return Redis{Conn: opt, Display: redactURL(raw)}, nil
+}
+
+// redactURL drops any password from a Redis URL.
+func redactURL(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		rest = "[REDACTED]@" + rest[at+1:]
+	}
+	return scheme + "://" + rest
+}
+
+// stripURL keeps a Redis password out of a parse error.
+func stripURL(msg, raw string) string {
+	return strings.ReplaceAll(msg, raw, redactURL(raw))
+}
+
+// Float reads a number setting in [min, max], or def when it is unset.
+func Float(getenv func(string) string, name string, def, min, max float64) (float64, error) {
+	raw := strings.TrimSpace(getenv(name))
+	if raw == "" {
+		return def, nil
+	}
+	v, err := strconv.ParseFloat(raw, 64)
+	if err != nil || v < min || v > max {
+		return 0, fmt.Errorf("%s: must be a number from %g to %g, got %q", name, min, max, raw)
+	}
+	return v, nil
+}
+
+// Int reads a whole-number setting in [min, max], or def when it is unset.
+func Int(getenv func(string) string, name string, def, min, max int) (int, error) {
+	raw := strings.TrimSpace(getenv(name))
+	if raw == "" {
+		return def, nil
+	}
+	v, err := strconv.Atoi(raw)
+	if err != nil || v < min || v > max {
+		return 0, fmt.Errorf("%s: must be a whole number from %d to %d, got %q", name, min, max, raw)
+	}
+	return v, nil
+}
+
+// Duration reads a Go duration setting ("250ms", "2s") in [min, max], or def.
+func Duration(getenv func(string) string, name string, def, min, max time.Duration) (time.Duration, error) {
+	raw := strings.TrimSpace(getenv(name))
+	if raw == "" {
+		return def, nil
+	}
+	v, err := time.ParseDuration(raw)
+	if err != nil || v < min || v > max {
+		return 0, fmt.Errorf("%s: must be a duration from %v to %v, got %q", name, min, max, raw)
+	}
+	return v, nil
+}

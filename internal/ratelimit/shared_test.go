@@ -1,0 +1,469 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/timq/timq/internal/testenv"
+)
+
+// cmdCounter is a go-redis hook counting the scripts a client sends, to
+// check the limiter's own count against what reached the wire. (A new
+// connection also sends HELLO and CLIENT SETINFO, once per connection, not
+// per call.)
+type cmdCounter struct{ n atomic.Int64 }
+
+func (c *cmdCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *cmdCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); name == "evalsha" || name == "eval" {
+			c.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (c *cmdCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			if name := cmd.Name(); name == "evalsha" || name == "eval" {
+				c.n.Add(1)
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// slotLog records every slot the script handed out, in Redis microseconds,
+// with the process it went to.
+type slotLog struct {
+	mu    sync.Mutex
+	slots []slotAt
+}
+
+type slotAt struct {
+	us   int64
+	proc int
+}
+
+func (l *slotLog) hook(proc int) func(int64, int, int64) {
+	return func(start int64, k int, iv int64) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for i := range k {
+			l.slots = append(l.slots, slotAt{start + int64(i)*iv, proc})
+		}
+	}
+}
+
+func (l *slotLog) sorted() []slotAt {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := slices.Clone(l.slots)
+	slices.SortFunc(out, func(a, b slotAt) int { return int(a.us - b.us) })
+	return out
+}
+
+// process is one simulated worker process: its own Redis connection, its
+// own limiter, and a command counter on the connection.
+type process struct {
+	lim  *Shared
+	cmds *cmdCounter
+}
+
+func newProcess(t *testing.T, r *testenv.RedisDB, log *slotLog, id int, opts ...SharedOption) process {
+	t.Helper()
+	c := r.Client(t)
+	cc := &cmdCounter{}
+	c.AddHook(cc)
+	s := NewShared(c, "1400000001:clear_group_msg", 200, opts...)
+	if log != nil {
+		s.onSlots = log.hook(id)
+	}
+	return process{lim: s, cmds: cc}
+}
+
+// hammer runs n goroutines calling Wait until ctx ends.
+func hammer(ctx context.Context, wg *sync.WaitGroup, s *Shared, n int) {
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s.Wait(ctx) == nil {
+			}
+		}()
+	}
+}
+
+// redisNow reads the Redis clock in microseconds.
+func redisNow(t *testing.T, c *redis.Client) int64 {
+	t.Helper()
+	now, err := c.Time(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return now.UnixMicro()
+}
+
+// maxInWindow returns the most slots in any half-open window (t-w, t].
+func maxInWindow(us []int64, w int64) int {
+	best, lo := 0, 0
+	for hi := range us {
+		for us[hi]-us[lo] >= w {
+			lo++
+		}
+		best = max(best, hi-lo+1)
+	}
+	return best
+}
+
+func waitFetcherStops(t *testing.T, s *Shared) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		s.mu.Lock()
+		f := s.fetching
+		s.mu.Unlock()
+		if !f {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the fetch goroutine still runs with no goroutine waiting")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestSharedSlotsNeverExceedTheBudgetAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	r := testenv.Redis(t)
+	log := &slotLog{}
+	const procs, perProc, total = 4, 12, 600
+	ps := make([]process, procs)
+	for i := range ps {
+		ps[i] = newProcess(t, r, log, i)
+	}
+	var granted atomic.Int64
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		for range perProc {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for granted.Add(1) <= total {
+					if err := p.lim.Wait(context.Background()); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+
+	slots := log.sorted()
+	us := make([]int64, len(slots))
+	perProcSlots := make([]int, procs)
+	for i, s := range slots {
+		us[i] = s.us
+		perProcSlots[s.proc]++
+		if i > 0 && s.us-slots[i-1].us < ps[0].lim.ivUS {
+			t.Fatalf("slots %d and %d are %d µs apart, less than the interval %d µs", i-1, i, s.us-slots[i-1].us, ps[0].lim.ivUS)
+		}
+	}
+	if len(slots) < total {
+		t.Fatalf("%d slots reserved for %d grants", len(slots), total)
+	}
+	// 1 s / 5077 µs = 196.96: at most 197 slots in any sliding second.
+	if got := maxInWindow(us, 1e6); got > 197 {
+		t.Fatalf("%d slots in one sliding second, want at most 197", got)
+	}
+	var grants, commands, wire int64
+	for i, p := range ps {
+		st := p.lim.Stats()
+		grants += st.Grants
+		commands += st.Commands
+		wire += p.cmds.n.Load()
+		if st.Commands != p.cmds.n.Load() {
+			t.Errorf("process %d: Stats().Commands = %d, the client sent %d", i, st.Commands, p.cmds.n.Load())
+		}
+		if perProcSlots[i] == 0 {
+			t.Errorf("process %d got no slot", i)
+		}
+		waitFetcherStops(t, p.lim)
+	}
+	if grants != total {
+		t.Fatalf("%d grants, want %d", grants, total)
+	}
+	if perGrant := float64(wire) / float64(grants); perGrant > 2 {
+		t.Fatalf("%.2f Redis commands per grant, want at most 2", perGrant)
+	}
+	for i, p := range ps {
+		t.Logf("process %d: %+v", i, p.lim.Stats())
+	}
+	t.Logf("%d grants, %d slots, %d Redis commands (%.3f per grant), per process %v", grants, len(slots), wire, float64(wire)/float64(grants), perProcSlots)
+}
+
+func TestSharedCrashedHolderShareComesBackAndANewcomerGetsItsShare(t *testing.T) {
+	t.Parallel()
+	r := testenv.Redis(t)
+	clock := r.Client(t)
+	log := &slotLog{}
+	a, b, c := newProcess(t, r, log, 0), newProcess(t, r, log, 1), newProcess(t, r, log, 2)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var wg sync.WaitGroup
+	hammer(ctx, &wg, a.lim, 8)
+	hammer(ctx, &wg, b.lim, 8)
+	time.Sleep(time.Second)
+
+	joinUS := redisNow(t, clock)
+	cctx, crash := context.WithCancel(ctx)
+	var cwg sync.WaitGroup
+	hammer(cctx, &cwg, c.lim, 8)
+	time.Sleep(2 * time.Second)
+
+	// c "crashes": its goroutines stop at once; it wastes what it reserved.
+	crash()
+	crashUS := redisNow(t, clock)
+	cwg.Wait()
+	time.Sleep(2 * time.Second)
+	stop()
+	wg.Wait()
+
+	count := func(from, to int64, procs ...int) int {
+		n := 0
+		for _, s := range log.sorted() {
+			if s.us >= from && s.us < to && slices.Contains(procs, s.proc) {
+				n++
+			}
+		}
+		return n
+	}
+	// The newcomer's fair share of 197 is 65 a second; within a second and
+	// a half of joining it has a good part of it.
+	if got := count(joinUS+500_000, joinUS+1_500_000, 2); got < 40 {
+		t.Errorf("the newcomer got %d slots in its second second, want at least 40 (a fair share is 65)", got)
+	}
+	// After the crash the survivors get the whole budget again: a third of
+	// it stranded would leave them 131.
+	if got := count(crashUS+500_000, crashUS+1_500_000, 0, 1); got < 170 {
+		t.Errorf("the survivors got %d slots in the second after the crash, want at least 170 of 197", got)
+	}
+	us := []int64{}
+	for _, s := range log.sorted() {
+		us = append(us, s.us)
+	}
+	if got := maxInWindow(us, 1e6); got > 197 {
+		t.Fatalf("%d slots in one sliding second, want at most 197", got)
+	}
+	t.Logf("newcomer %d, survivors %d, wasted by the crashed one %d",
+		count(joinUS+500_000, joinUS+1_500_000, 2), count(crashUS+500_000, crashUS+1_500_000, 0, 1), c.lim.Stats().Wasted)
+}
+
+func TestSharedBackoffPausesEveryProcess(t *testing.T) {
+	t.Parallel()
+	r := testenv.Redis(t)
+	clock := r.Client(t)
+	log := &slotLog{}
+	a, b := newProcess(t, r, log, 0), newProcess(t, r, log, 1)
+	ctx := context.Background()
+	if err := a.lim.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := redisNow(t, clock)
+	log.mu.Lock()
+	earlier := len(log.slots)
+	log.mu.Unlock()
+	a.lim.Backoff(400 * time.Millisecond)
+	start := time.Now()
+	if err := b.lim.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.lim.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	log.mu.Lock()
+	slots := slices.Clone(log.slots[earlier:])
+	log.mu.Unlock()
+	for _, s := range slots {
+		if s.us < before+400_000 {
+			t.Fatalf("process %d got a slot %d µs after the backoff began, want at least 400000", s.proc, s.us-before)
+		}
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("Waits returned %v after a 400ms backoff", d)
+	}
+}
+
+func TestSharedIdleGrantCostsOneCommandAndSurvivesScriptFlush(t *testing.T) {
+	t.Parallel()
+	// A server of its own: SCRIPT FLUSH is server-wide.
+	m := miniredis.RunT(t)
+	r := &testenv.RedisDB{Addr: m.Addr(), Mini: m}
+	p := newProcess(t, r, nil, 0)
+	ctx := context.Background()
+	if err := p.lim.Wait(ctx); err != nil { // may cost EVALSHA + EVAL
+		t.Fatal(err)
+	}
+	for range 3 {
+		before := p.lim.Stats().Commands
+		time.Sleep(10 * time.Millisecond)
+		if err := p.lim.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := p.lim.Stats().Commands - before; n != 1 {
+			t.Fatalf("an idle Wait sent %d commands, want 1", n)
+		}
+	}
+	if err := r.Client(t).ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := p.lim.Stats().Commands
+	if err := p.lim.Wait(ctx); err != nil {
+		t.Fatalf("Wait after SCRIPT FLUSH: %v", err)
+	}
+	if n := p.lim.Stats().Commands - before; n != 2 {
+		t.Fatalf("Wait after SCRIPT FLUSH sent %d commands, want 2 (EVALSHA, then EVAL)", n)
+	}
+	ttl, err := r.Client(t).PTTL(ctx, p.lim.Key()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl <= 0 || ttl > DefaultSharedHorizon+time.Second {
+		t.Fatalf("budget key TTL %v, want a little over a second", ttl)
+	}
+	if !strings.HasSuffix(p.lim.Key(), "{1400000001:clear_group_msg}") {
+		t.Fatalf("key %q is not hash-tagged with its name", p.lim.Key())
+	}
+	waitFetcherStops(t, p.lim)
+}
+
+func TestSharedWaitCanceledGivesTheSlotBack(t *testing.T) {
+	t.Parallel()
+	r := testenv.Redis(t)
+	p := newProcess(t, r, nil, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	hammer(ctx, &wg, p.lim, 16)
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	wg.Wait()
+	waitFetcherStops(t, p.lim)
+	st := p.lim.Stats()
+	p.lim.mu.Lock()
+	pooled := len(p.lim.pool)
+	p.lim.mu.Unlock()
+	if st.Reserved != st.Grants+st.Wasted+int64(pooled) {
+		t.Fatalf("reserved %d slots but granted %d, wasted %d and pooled %d", st.Reserved, st.Grants, st.Wasted, pooled)
+	}
+	if err := p.lim.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait with a canceled context = %v", err)
+	}
+}
+
+// deadRedis returns a client for a loopback port nothing listens on.
+func deadRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestSharedBlocksWhileRedisIsDown(t *testing.T) {
+	t.Parallel()
+	logger, logs := testenv.Logger(t)
+	t.Cleanup(logs.Stop)
+	s := NewShared(deadRedis(t), "x", 200, WithLogger(logger))
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := s.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait with Redis down = %v, want the context's deadline", err)
+	}
+	if st := s.Stats(); st.Grants != 0 {
+		t.Fatalf("granted %d calls without Redis", st.Grants)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "Redis does not answer"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning logged: %s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitFetcherStops(t, s)
+}
+
+func TestSharedFallbackRateWhileRedisIsDown(t *testing.T) {
+	t.Parallel()
+	s := NewShared(deadRedis(t), "x", 200, WithFallbackRate(50))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for range 3 {
+		if err := s.Wait(ctx); err != nil {
+			t.Fatalf("Wait with a fallback rate: %v", err)
+		}
+	}
+	if st := s.Stats(); st.FallbackGrants < 3 || st.Grants != 3 {
+		t.Fatalf("stats %+v, want 3 grants from the fallback", st)
+	}
+	waitFetcherStops(t, s)
+}
+
+func TestSharedBudgetThatGoesBackInTimeIsPushedPastEveryHeldSlot(t *testing.T) {
+	t.Parallel()
+	r := testenv.Redis(t)
+	log := &slotLog{}
+	const held = 50
+	p := newProcess(t, r, log, 0, WithBatch(held))
+	ctx := context.Background()
+	// 50 goroutines hold one reservation of 50 slots, 250 ms of budget.
+	var wg sync.WaitGroup
+	for range held {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = p.lim.Wait(ctx) }()
+	}
+	waitFor := func(ok func() bool) {
+		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("timed out")
+			}
+		}
+	}
+	waitFor(func() bool { return p.lim.Stats().Reserved >= held })
+	// A failover that loses the key's last writes looks like this.
+	if err := r.Client(t).Del(ctx, p.lim.Key()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.lim.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	log.mu.Lock()
+	slots := slices.Clone(log.slots)
+	log.mu.Unlock()
+	lastEnd := int64(0)
+	for _, s := range slots[:held] {
+		lastEnd = max(lastEnd, s.us+p.lim.ivUS)
+	}
+	used := slots[len(slots)-1].us
+	if want := lastEnd + DefaultSharedHorizon.Microseconds(); used < want {
+		t.Fatalf("after the budget went back in time the next slot is at %d, want at least %d (past the held slots plus a horizon)", used, want)
+	}
+	if len(slots) < held+2 {
+		t.Fatalf("%d reservations: the one that went back in time was not dropped", len(slots))
+	}
+}

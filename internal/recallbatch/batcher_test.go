@@ -1,0 +1,291 @@
+package recallbatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/timq/timq/internal/chatapi"
+)
+
+// gate is a Limiter that grants a token only when the test says so.
+type gate struct {
+	tokens   chan struct{}
+	mu       sync.Mutex
+	backoffs []time.Duration
+}
+
+func newGate() *gate { return &gate{tokens: make(chan struct{}, 1000)} }
+
+func (g *gate) Wait(ctx context.Context) error {
+	select {
+	case <-g.tokens:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+func (g *gate) Backoff(d time.Duration) {
+	g.mu.Lock()
+	g.backoffs = append(g.backoffs, d)
+	g.mu.Unlock()
+}
+func (g *gate) grant(n int) {
+	for range n {
+		g.tokens <- struct{}{}
+	}
+}
+
+// open is a Limiter that never waits.
+type open struct{}
+
+func (open) Wait(ctx context.Context) error { return ctx.Err() }
+func (open) Backoff(time.Duration)          {}
+
+// recorder is a SendFunc that records calls and answers from a script.
+type recorder struct {
+	mu     sync.Mutex
+	calls  []call
+	answer func(key Key, seqs []uint64, n int) (map[uint64]int, error)
+}
+
+type call struct {
+	key  Key
+	seqs []uint64
+}
+
+func (r *recorder) send(_ context.Context, key Key, seqs []uint64) (map[uint64]int, error) {
+	r.mu.Lock()
+	n := len(r.calls)
+	r.calls = append(r.calls, call{key, slices.Clone(seqs)})
+	r.mu.Unlock()
+	if r.answer != nil {
+		return r.answer(key, seqs, n)
+	}
+	codes := map[uint64]int{}
+	for _, s := range seqs {
+		codes[s] = 0
+	}
+	return codes, nil
+}
+
+func (r *recorder) sizes(key Key) []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []int
+	for _, c := range r.calls {
+		if c.key == key {
+			out = append(out, len(c.seqs))
+		}
+	}
+	slices.Sort(out) // calls are sent concurrently: compare sizes, not order
+	return out
+}
+
+func start(t *testing.T, lim interface {
+	Wait(context.Context) error
+	Backoff(time.Duration)
+}, r *recorder) *Batcher {
+	b := New(lim, r.send, Options{ThrottleDelay: 10 * time.Millisecond})
+	b.Start()
+	t.Cleanup(b.Stop)
+	return b
+}
+
+// waitQueued waits until wantMsgs messages wait in wantBatches batches.
+func waitQueued(t *testing.T, b *Batcher, wantBatches, wantMsgs int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for b.Pending() != wantBatches || b.pendingMessages() != wantMsgs {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d batches with %d messages pending, want %d with %d", b.Pending(), b.pendingMessages(), wantBatches, wantMsgs)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestLoneRecallIsSentAtOnce(t *testing.T) {
+	t.Parallel()
+	r := &recorder{}
+	b := start(t, open{}, r)
+	codes, err := b.Recall(context.Background(), Key{GroupID: "g"}, []uint64{7})
+	if err != nil || len(codes) != 1 || codes[7] != 0 {
+		t.Fatalf("Recall = %v, %v", codes, err)
+	}
+	if len(r.calls) != 1 || !slices.Equal(r.calls[0].seqs, []uint64{7}) {
+		t.Fatalf("calls = %+v", r.calls)
+	}
+}
+
+func TestRecallsOfOneGroupShareCalls(t *testing.T) {
+	t.Parallel()
+	g := newGate()
+	r := &recorder{}
+	b := start(t, g, r)
+	a, c := Key{GroupID: "A"}, Key{GroupID: "B", TopicID: "t"}
+	var wg sync.WaitGroup
+	results := make([]map[uint64]int, 30)
+	errs := make([]error, 30)
+	recall := func(i int, key Key, seq uint64) {
+		defer wg.Done()
+		results[i], errs[i] = b.Recall(context.Background(), key, []uint64{seq})
+	}
+	// 25 one-message recalls of A and 5 of B queue while no token is granted.
+	for i := range 25 {
+		wg.Add(1)
+		go recall(i, a, uint64(100+i))
+	}
+	waitQueued(t, b, 3, 25)
+	for i := range 5 {
+		wg.Add(1)
+		go recall(25+i, c, uint64(i+1))
+	}
+	waitQueued(t, b, 4, 30)
+	g.grant(4)
+	wg.Wait()
+	if got := r.sizes(a); !slices.Equal(got, []int{5, 10, 10}) {
+		t.Errorf("calls for A carried %v messages, want [5 10 10]", got)
+	}
+	if got := r.sizes(c); !slices.Equal(got, []int{5}) {
+		t.Errorf("calls for B carried %v messages, want [5]", got)
+	}
+	for i := range 30 {
+		seq := uint64(100 + i)
+		if i >= 25 {
+			seq = uint64(i - 24)
+		}
+		if errs[i] != nil || len(results[i]) != 1 || results[i][seq] != 0 {
+			t.Errorf("recall %d: %v %v, want only its own message %d", i, results[i], errs[i], seq)
+		}
+	}
+}
+
+func TestEachTaskGetsOnlyItsOwnMessageCodes(t *testing.T) {
+	t.Parallel()
+	g := newGate()
+	r := &recorder{answer: func(_ Key, seqs []uint64, _ int) (map[uint64]int, error) {
+		codes := map[uint64]int{}
+		for _, s := range seqs {
+			codes[s] = map[bool]int{true: 10030, false: 0}[s == 7]
+		}
+		return codes, nil
+	}}
+	b := start(t, g, r)
+	key := Key{GroupID: "g"}
+	var wg sync.WaitGroup
+	got := map[uint64]map[uint64]int{}
+	var mu sync.Mutex
+	for _, seqs := range [][]uint64{{5}, {6, 7}, {8}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes, err := b.Recall(context.Background(), key, seqs)
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			got[seqs[0]] = codes
+			mu.Unlock()
+		}()
+	}
+	waitQueued(t, b, 1, 4)
+	g.grant(1)
+	wg.Wait()
+	if len(r.calls) != 1 || len(r.calls[0].seqs) != 4 {
+		t.Fatalf("calls = %+v, want one call of 4 messages", r.calls)
+	}
+	want := map[uint64]map[uint64]int{5: {5: 0}, 6: {6: 0, 7: 10030}, 8: {8: 0}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("codes = %v, want %v", got, want)
+	}
+}
+
+func TestWholeCallErrorReachesEveryMember(t *testing.T) {
+	t.Parallel()
+	g := newGate()
+	boom := &chatapi.Error{Endpoint: chatapi.EndpointRecall, Code: 10010, Info: "group missing"}
+	r := &recorder{answer: func(Key, []uint64, int) (map[uint64]int, error) { return nil, boom }}
+	b := start(t, g, r)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := b.Recall(context.Background(), Key{GroupID: "g"}, []uint64{uint64(i + 1)}); !errors.Is(err, boom) {
+				t.Errorf("member %d: err = %v, want the call's error", i, err)
+			}
+		}()
+	}
+	waitQueued(t, b, 1, 3)
+	g.grant(1)
+	wg.Wait()
+	if len(r.calls) != 1 {
+		t.Fatalf("%d calls, want 1", len(r.calls))
+	}
+}
+
+func TestThrottledBatchIsSentAgainWithoutFailing(t *testing.T) {
+	t.Parallel()
+	g := newGate()
+	r := &recorder{answer: func(_ Key, seqs []uint64, n int) (map[uint64]int, error) {
+		if n == 0 {
+			return nil, &chatapi.Error{Endpoint: chatapi.EndpointRecall, Code: 60007, Info: "too fast"}
+		}
+		return map[uint64]int{seqs[0]: 0}, nil
+	}}
+	b := start(t, g, r)
+	g.grant(2)
+	codes, err := b.Recall(context.Background(), Key{GroupID: "g"}, []uint64{3})
+	if err != nil || codes[3] != 0 {
+		t.Fatalf("Recall = %v, %v", codes, err)
+	}
+	if len(r.calls) != 2 || len(g.backoffs) != 1 {
+		t.Fatalf("%d calls and %d backoffs, want 2 and 1", len(r.calls), len(g.backoffs))
+	}
+}
+
+func TestCanceledRecallLeavesItsBatch(t *testing.T) {
+	t.Parallel()
+	g := newGate()
+	r := &recorder{}
+	b := start(t, g, r)
+	key := Key{GroupID: "g"}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { _, err := b.Recall(ctx, key, []uint64{1}); errc <- err }()
+	waitQueued(t, b, 1, 1)
+	done := make(chan struct{})
+	go func() { defer close(done); _, _ = b.Recall(context.Background(), key, []uint64{2}) }()
+	waitQueued(t, b, 1, 2)
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled recall returned %v", err)
+	}
+	g.grant(1)
+	<-done
+	if len(r.calls) != 1 || !slices.Equal(r.calls[0].seqs, []uint64{2}) {
+		t.Fatalf("calls = %+v, want one call with only message 2", r.calls)
+	}
+}
+
+func TestRepeatedMessageGoesToAnotherBatch(t *testing.T) {
+	t.Parallel()
+	g := newGate()
+	r := &recorder{}
+	b := start(t, g, r)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, _ = b.Recall(context.Background(), Key{GroupID: "g"}, []uint64{9}) }()
+	}
+	waitQueued(t, b, 2, 2)
+	g.grant(2)
+	wg.Wait()
+	if got := r.sizes(Key{GroupID: "g"}); !slices.Equal(got, []int{1, 1}) {
+		t.Fatalf("call sizes = %v, want two calls of one message", got)
+	}
+}

@@ -1,0 +1,62 @@
+package tasks
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/timq/timq/internal/chatapi"
+	"github.com/timq/timq/internal/msgbody"
+)
+
+// Modify overwrites the MsgBody and/or CloudCustomData of one historical
+// message through modify_group_msg. Applying the same modify twice leaves
+// the same message.
+type Modify struct {
+	GroupId         string               `json:"GroupId"`
+	MsgSeq          uint64               `json:"MsgSeq"`
+	MsgBody         []chatapi.MsgElement `json:"MsgBody,omitempty"`
+	CloudCustomData *string              `json:"CloudCustomData,omitempty"`
+	TopicId         string               `json:"TopicId,omitempty"`
+}
+
+// TaskType returns TypeModify.
+func (Modify) TaskType() string { return TypeModify }
+
+// DefaultQueue returns QueueModify.
+func (Modify) DefaultQueue() string { return QueueModify }
+
+// Validate checks GroupId, TopicId, MsgSeq (at least 1), that MsgBody or
+// CloudCustomData is set, every MsgBody element (see package msgbody), and
+// the size of CloudCustomData.
+func (m Modify) Validate() error {
+	if err := checkID("GroupId", m.GroupId, true, MaxGroupIDBytes); err != nil {
+		return err
+	}
+	if err := checkID("TopicId", m.TopicId, false, MaxTopicIDBytes); err != nil {
+		return err
+	}
+	if m.MsgSeq == 0 {
+		return invalid("MsgSeq", "is required and must be at least 1")
+	}
+	if m.MsgBody == nil && m.CloudCustomData == nil {
+		return invalid("MsgBody", "or CloudCustomData is required: a modify must change something")
+	}
+	if m.MsgBody != nil {
+		if err := msgbody.Validate(m.MsgBody); err != nil {
+			var be *msgbody.Error
+			if errors.As(err, &be) {
+				return invalid(be.Field, "%s", be.Reason)
+			}
+			return invalid("MsgBody", "%v", err)
+		}
+	}
+	if m.CloudCustomData != nil && len(*m.CloudCustomData) > MaxCloudCustomDataBytes {
+		return invalid("CloudCustomData", "is %d bytes, more than %d", len(*m.CloudCustomData), MaxCloudCustomDataBytes)
+	}
+	return nil
+}
+
+func fieldIndex(list string, i int, field string) string {
+	return fmt.Sprintf("%s[%s].%s", list, strconv.Itoa(i), field)
+}

@@ -1,0 +1,55 @@
+package worker_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/timq/timq/internal/chatapi"
+	"github.com/timq/timq/internal/msgbody"
+	"github.com/timq/timq/internal/sim"
+	"github.com/timq/timq/tasks"
+	"github.com/timq/timq/worker"
+)
+
+// Three workers share one Redis, so they share each endpoint's budget: the
+// emulator never sees more than its limit in any sliding second and never
+// answers 60007, where three local pacers would send 591 calls a second.
+func TestWorkersShareOneBudget(t *testing.T) {
+	t.Parallel()
+	b := setup(t, sim.Config{})
+	const n = 600
+	b.group("shared-budget", sim.GroupPublic, n)
+	var ws []*worker.Worker
+	for range 3 {
+		ws = append(ws, b.startWorker())
+	}
+	for i := 1; i <= n; i++ {
+		b.enqueue(tasks.Modify{GroupId: "shared-budget", MsgSeq: uint64(i), MsgBody: msgbody.Text("x")})
+	}
+	c := b.waitSettled(n, 60*time.Second)
+	if c.completed != n || c.archived != 0 {
+		t.Fatalf("counts = %+v, want %d completed", c, n)
+	}
+	st := b.emu.Stats().Endpoints[chatapi.EndpointModify]
+	if st.Codes[60007] != 0 || st.MaxPerSecond > 200 {
+		t.Fatalf("the emulator saw %d calls in one sliding second and answered 60007 %d times; want at most 200 and none", st.MaxPerSecond, st.Codes[60007])
+	}
+	var commands, grants int64
+	for i, w := range ws {
+		bs := w.BudgetStats()[chatapi.EndpointModify]
+		if bs.Grants == 0 {
+			t.Errorf("worker %d made no call", i)
+		}
+		commands += bs.Commands
+		grants += bs.Grants
+	}
+	if grants != n || float64(commands) > 2*float64(grants) {
+		t.Fatalf("%d Redis commands for %d grants, want %d grants and at most 2 commands each", commands, grants, n)
+	}
+	for i := 1; i <= n; i++ {
+		if m := b.msg("shared-budget", uint64(i)); m.Modified != 1 {
+			t.Fatalf("seq %d modified %d times", i, m.Modified)
+		}
+	}
+	t.Logf("most calls in a sliding second: %d; %d Redis commands for %d calls", st.MaxPerSecond, commands, grants)
+}

@@ -1,0 +1,317 @@
+// Package worker runs timq's tasks: it takes clear, recall and modify tasks
+// from asynq queues and calls the Tencent Cloud Chat REST API for each,
+// holding every endpoint under its call budget, retrying transient failures
+// with backoff and dead-lettering the rest.
+//
+// # Outcomes
+//
+// A task ends in exactly one of these ways:
+//   - applied: the API answered success (for recall, every message's RetCode
+//     was 0). Its result, written with asynq's result writer, says so.
+//   - retried: a transient failure (ErrorCode 10002, 20004, 20005, 91000, or
+//     no code at all: connection refused or reset, timeout, HTTP 5xx, an
+//     answer that is not JSON). The task comes back after Config.RetryBase
+//     doubling per attempt up to Config.RetryCap, with jitter, and uses an
+//     attempt.
+//   - throttled: a rate-limit answer (60007, 60011, 60018, 60019). The
+//     endpoint pauses for Config.ThrottleDelay and the call is repeated; no
+//     attempt is used.
+//   - dead-lettered: any other ErrorCode, a payload that does not parse or
+//     validate, or a transient failure on the last attempt. The operation is
+//     written to the durable dead-letter store (see `timq dlq`) and the task
+//     is archived in asynq with the error, code included.
+//   - handed back: the worker is stopping; asynq returns the task to its
+//     queue for another worker.
+//
+// Recall outcomes are per message: a message recalled is done, a message with
+// a transient RetCode is retried on its own (the task's next attempt sends
+// only the messages not yet settled), and a message with a permanent RetCode
+// is dead-lettered on its own with that code.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/timq/timq/internal/chatapi"
+	"github.com/timq/timq/internal/dlq"
+	"github.com/timq/timq/internal/metrics"
+	"github.com/timq/timq/internal/ratelimit"
+	"github.com/timq/timq/internal/recallbatch"
+	"github.com/timq/timq/tasks"
+)
+
+// Worker runs timq's task handlers on one asynq server per endpoint, so a
+// backlog of one operation never occupies the goroutines another needs.
+type Worker struct {
+	cfg          Config
+	log          *slog.Logger
+	api          *chatapi.Client
+	rdb          redis.UniversalClient
+	dlq          *dlq.Store
+	progress     *recallProgress
+	pacers       map[chatapi.Endpoint]ratelimit.Limiter
+	budgets      map[chatapi.Endpoint]*ratelimit.Shared // the shared budgets behind pacers; nil with LocalBudgetOnly
+	recalls      *recallbatch.Batcher
+	startRecalls sync.Once
+	metrics      *metrics.Worker // nil: no metrics
+
+	mu        sync.Mutex
+	servers   []*asynq.Server
+	started   bool
+	stopBg    context.CancelFunc // stops the archive reconciler
+	bgDone    chan struct{}
+	inspector *asynq.Inspector
+}
+
+// New returns a Worker for cfg. It connects to nothing until Start or Run.
+func New(cfg Config) (*Worker, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	httpClient := chatapi.NewHTTPClient()
+	if cfg.API.Timeout > 0 {
+		httpClient.Timeout = cfg.API.Timeout
+	}
+	// Enough idle connections for every task that can be in flight.
+	if tr, ok := httpClient.Transport.(*http.Transport); ok && tr.MaxIdleConnsPerHost < 3*cfg.Concurrency {
+		tr.MaxIdleConnsPerHost = 3 * cfg.Concurrency
+	}
+	var m *metrics.Worker
+	if cfg.Metrics != nil {
+		if m, err = metrics.NewWorker(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("worker: Metrics: %w", err)
+		}
+	}
+	api, err := chatapi.New(chatapi.Config{
+		SDKAppID:   cfg.API.SDKAppID,
+		SecretKey:  cfg.API.SecretKey,
+		Admin:      cfg.API.Admin,
+		Region:     cfg.API.Region,
+		BaseURL:    cfg.API.BaseURL,
+		HTTPClient: httpClient,
+		Observer:   m.ObserveCall,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("worker: API: %w", err)
+	}
+	rdb, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, errors.New("worker: Redis: connection option did not make a go-redis v9 client")
+	}
+	w := &Worker{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		api:      api,
+		rdb:      rdb,
+		dlq:      dlq.New(rdb),
+		progress: &recallProgress{rdb: rdb, ttl: DefaultRecallProgressTTL},
+		pacers:   map[chatapi.Endpoint]ratelimit.Limiter{},
+		metrics:  m,
+	}
+	for _, ep := range []chatapi.Endpoint{chatapi.EndpointClear, chatapi.EndpointRecall, chatapi.EndpointModify} {
+		if cfg.LocalBudgetOnly {
+			w.pacers[ep] = ratelimit.NewPacer(cfg.Rate)
+			continue
+		}
+		// The API's limit is per app and endpoint: one budget per pair.
+		name := fmt.Sprintf("%d:%s", cfg.API.SDKAppID, ep.Short())
+		shared := ratelimit.NewShared(rdb, name, cfg.Rate, ratelimit.WithLogger(cfg.Logger.With("endpoint", ep.Short())))
+		if w.budgets == nil {
+			w.budgets = map[chatapi.Endpoint]*ratelimit.Shared{}
+		}
+		w.budgets[ep] = shared
+		w.pacers[ep] = shared
+	}
+	// Every wait for a token is timed, whoever waits (a task or the recall
+	// batcher).
+	for ep, l := range w.pacers {
+		w.pacers[ep] = m.TimeWaits(ep, l)
+	}
+	w.recalls = recallbatch.New(w.pacers[chatapi.EndpointRecall], w.sendRecall, recallbatch.Options{
+		ThrottleDelay: cfg.ThrottleDelay,
+		OnSend:        func(_ recallbatch.Key, size int, waits []time.Duration) { m.RecallBatchSent(size, waits) },
+	})
+	return w, nil
+}
+
+// Handler returns the handler of all three task types, for use in an asynq
+// server of the caller's own. Start and Run use it too.
+func (w *Worker) Handler() asynq.Handler {
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(tasks.TypeClear, w.handleClear)
+	mux.HandleFunc(tasks.TypeRecall, w.handleRecall)
+	mux.HandleFunc(tasks.TypeModify, w.handleModify)
+	if w.metrics != nil {
+		mux.Use(w.countOutcomes)
+	}
+	mux.Use(w.refuseUnknownTypes)
+	return mux
+}
+
+// Start starts one asynq server per endpoint and returns. Call Shutdown to stop.
+func (w *Worker) Start() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started {
+		return errors.New("worker: already started")
+	}
+	handler := w.Handler()
+	for _, typ := range tasks.Types() {
+		concurrency := w.cfg.Concurrency
+		if typ == tasks.TypeRecall {
+			concurrency = w.cfg.RecallConcurrency
+		}
+		srv := asynq.NewServer(w.cfg.Redis, asynq.Config{
+			Concurrency:              concurrency,
+			Queues:                   w.cfg.Queues[typ],
+			RetryDelayFunc:           func(n int, err error, _ *asynq.Task) time.Duration { return w.backoff(n, err) },
+			IsFailure:                isFailure,
+			ShutdownTimeout:          w.cfg.ShutdownTimeout,
+			DelayedTaskCheckInterval: w.cfg.PollInterval,
+			TaskCheckInterval:        w.cfg.IdlePollInterval,
+			Logger:                   asynqLogger{w.log.With("component", "asynq", "task_type", typ)},
+			LogLevel:                 asynq.WarnLevel,
+		})
+		if err := srv.Start(handler); err != nil {
+			for _, s := range w.servers {
+				s.Shutdown()
+			}
+			w.servers = nil
+			return fmt.Errorf("worker: start %s server: %w", typ, err)
+		}
+		w.servers = append(w.servers, srv)
+	}
+	w.started = true
+	if w.cfg.ReconcileInterval > 0 {
+		w.inspector = asynq.NewInspector(w.cfg.Redis)
+		var queues []string
+		for _, qs := range w.cfg.Queues {
+			for q := range qs {
+				queues = append(queues, q)
+			}
+		}
+		rec := &archiveReconciler{rdb: w.rdb, insp: w.inspector, store: w.dlq, queues: queues,
+			onAdd: func(e dlq.Entry) {
+				w.metrics.DeadLetterAdded(e.Type, e.Reason)
+				w.log.Error("dead-lettered", "dlq_id", e.ID, "task_type", e.Type, "queue", e.Queue, "reason", e.Reason, "info", e.Info)
+			}}
+		ctx, cancel := context.WithCancel(context.Background())
+		w.stopBg, w.bgDone = cancel, make(chan struct{})
+		go func() { defer close(w.bgDone); w.runReconciler(ctx, rec, w.cfg.ReconcileInterval) }()
+	}
+	w.log.Info("worker started", "rate", w.cfg.Rate, "shared_budget", !w.cfg.LocalBudgetOnly, "concurrency", w.cfg.Concurrency, "max_retry", w.cfg.MaxRetry)
+	return nil
+}
+
+// Shutdown stops taking tasks, waits up to Config.ShutdownTimeout for the
+// tasks in flight, hands the unfinished ones back to their queues, and
+// closes the worker's connections. It is safe to call more than once.
+func (w *Worker) Shutdown() {
+	w.mu.Lock()
+	servers := w.servers
+	w.servers = nil
+	w.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Shutdown() }()
+	}
+	wg.Wait()
+	// After the servers: a recall handler still running may be waiting for
+	// its batch.
+	w.recalls.Stop()
+	w.mu.Lock()
+	stopBg, bgDone, insp := w.stopBg, w.bgDone, w.inspector
+	w.stopBg, w.inspector = nil, nil
+	w.mu.Unlock()
+	if stopBg != nil {
+		stopBg()
+		<-bgDone
+		_ = insp.Close()
+	}
+	if len(servers) > 0 {
+		args := []any{}
+		for ep, st := range w.BudgetStats() {
+			args = append(args, ep.Short(), st)
+		}
+		w.log.Info("worker stopped", args...)
+	}
+	_ = w.rdb.Close()
+}
+
+// Run starts the worker and blocks until ctx ends, then shuts down
+// gracefully (see Shutdown) and returns nil.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	w.Shutdown()
+	return nil
+}
+
+// BudgetStats returns, per endpoint, what its shared budget limiter did
+// (Redis commands, grants, wasted slots), or nil with LocalBudgetOnly.
+func (w *Worker) BudgetStats() map[chatapi.Endpoint]ratelimit.SharedStats {
+	if len(w.budgets) == 0 {
+		return nil
+	}
+	out := map[chatapi.Endpoint]ratelimit.SharedStats{}
+	for ep, b := range w.budgets {
+		out[ep] = b.Stats()
+	}
+	return out
+}
+
+// Ping checks that Redis answers (for readiness checks).
+func (w *Worker) Ping(ctx context.Context) error { return w.rdb.Ping(ctx).Err() }
+
+// Ready returns nil when the worker's servers run (so every task type has
+// its handler registered) and Redis answers; otherwise an error saying
+// which is missing. It backs the /readyz check.
+func (w *Worker) Ready(ctx context.Context) error {
+	w.mu.Lock()
+	running := len(w.servers)
+	w.mu.Unlock()
+	if running == 0 {
+		return errors.New("worker not running: no task handlers registered")
+	}
+	if err := w.Ping(ctx); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
+}
+
+// countOutcomes is the middleware that counts each task attempt's outcome
+// in the metrics, from the error its handler returned.
+func (w *Worker) countOutcomes(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		err := next.ProcessTask(ctx, t)
+		var throttled *throttledError
+		outcome := metrics.OutcomeRetried
+		switch {
+		case err == nil:
+			outcome = metrics.OutcomeApplied
+		case errors.As(err, &throttled):
+			outcome = metrics.OutcomeThrottled
+		case errors.Is(err, asynq.SkipRetry):
+			outcome = metrics.OutcomeDeadLettered
+		case ctx.Err() != nil || chatapi.Classify(err) == chatapi.ClassCanceled:
+			outcome = metrics.OutcomeHandedBack
+		case w.attemptOf(ctx).last:
+			outcome = metrics.OutcomeDeadLettered // asynq archives it
+		}
+		w.metrics.Outcome(t.Type(), outcome)
+		return err
+	})
+}
