@@ -1,0 +1,262 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// table is a header and rows of cells, printed as aligned text or markdown.
+type table struct {
+	head []string
+	rows [][]string
+}
+
+func (t table) text(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, strings.Join(t.head, "\t")+"\t")
+	for _, r := range t.rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t")+"\t")
+	}
+	return tw.Flush()
+}
+
+func (t table) markdown(w io.Writer) {
+	fmt.Fprintln(w, "| "+strings.Join(t.head, " | ")+" |")
+	seps := make([]string, len(t.head))
+	for i := range seps {
+		seps[i] = "---:"
+		if i < 2 {
+			seps[i] = "---"
+		}
+	}
+	fmt.Fprintln(w, "| "+strings.Join(seps, " | ")+" |")
+	for _, r := range t.rows {
+		fmt.Fprintln(w, "| "+strings.Join(r, " | ")+" |")
+	}
+}
+
+// busyNote warns when other programs loaded the machine before the run.
+func busyNote(load string) string {
+	if busyMachine(load) {
+		return " -- other programs were busy: expect lower, noisier figures than on a quiet machine"
+	}
+	return ""
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
+
+// mainTable is one row per worker count and endpoint.
+func (res *Results) mainTable() table {
+	t := table{head: []string{"config", "endpoint", "tasks", "busy s", "calls/s", "of limit", "max 1s", "60007",
+		"redis cmd/call", "CPU s/1k calls", "cores", "peak RSS MB", "idle p50 ms", "idle p99 ms"}}
+	for _, r := range res.Rows {
+		busy := fmt.Sprint(r.BusySeconds)
+		if !r.Drained {
+			busy += " (not drained)"
+		}
+		p50, p99 := "-", "-"
+		if r.LatN > 0 {
+			p50, p99 = ms(r.LatP50), ms(r.LatP99)
+			if r.LatMissing > 0 {
+				p99 += fmt.Sprintf(" (%d missing)", r.LatMissing)
+			}
+		}
+		t.rows = append(t.rows, []string{r.Config, r.Endpoint, fmt.Sprint(r.Tasks), busy,
+			fmt.Sprintf("%.1f", r.PerSecond), fmt.Sprintf("%.1f%%", 100*r.Ratio), fmt.Sprint(r.MaxPerSecond), fmt.Sprint(r.Rejected),
+			fmt.Sprintf("%.2f", r.RedisPerCall), fmt.Sprintf("%.3f", r.CPUPer1k), fmt.Sprintf("%.3f", r.Cores),
+			fmt.Sprintf("%.1f", float64(r.PeakRSS)/(1<<20)), p50, p99})
+	}
+	return t
+}
+
+// recallTable is one row per issue 7 scenario.
+func (res *Results) recallTable() table {
+	t := table{head: []string{"scenario", "what", "busy s", "msgs/s", "calls/s", "msgs/call", "max 1s", "60007",
+		"lone p50 ms", "lone p99 ms", "lone max ms", "target", "met"}}
+	for _, r := range res.Recall {
+		row := []string{r.Scenario, r.Desc, "-", "-", "-", "-", fmt.Sprint(r.MaxPerSecond), fmt.Sprint(r.Rejected), "-", "-", "-", r.Target, r.Met}
+		if r.LatN == 0 {
+			row[2] = fmt.Sprint(r.BusySeconds)
+			if !r.Drained {
+				row[2] += " (capped)"
+			}
+			row[3], row[4], row[5] = fmt.Sprintf("%.0f", r.MsgPerSecond), fmt.Sprintf("%.1f", r.CallsPerSecond), fmt.Sprintf("%.2f", r.MsgPerCall)
+		} else {
+			row[8], row[9], row[10] = ms(r.LatP50), ms(r.LatP99), ms(r.LatMax)
+		}
+		t.rows = append(t.rows, row)
+	}
+	return t
+}
+
+// targets checks issue 4's targets against the rows, one line each.
+func (res *Results) targets() []string {
+	if len(res.Rows) == 0 {
+		return nil
+	}
+	met := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "NOT met"
+	}
+	limit := float64(res.Cfg.Rate)
+	low, peak, rej, cpu, rss := res.Rows[0], res.Rows[0], int64(0), res.Rows[0], res.Rows[0]
+	for _, r := range res.Rows {
+		if r.PerSecond < low.PerSecond {
+			low = r
+		}
+		if r.MaxPerSecond > peak.MaxPerSecond {
+			peak = r
+		}
+		rej += r.Rejected
+		if r.CPUPer1k > cpu.CPUPer1k {
+			cpu = r
+		}
+		if r.PeakRSS > rss.PeakRSS {
+			rss = r
+		}
+	}
+	cpuTarget := 0.15 / (3 * limit) * 1000 // 0.15 core for all three endpoints at their limit
+	return []string{
+		fmt.Sprintf("every endpoint >= 98%% of its limit (%.0f calls/s) with every worker count: %s (lowest %.1f/s, %s, %s)",
+			0.98*limit, met(low.PerSecond >= 0.98*limit), low.PerSecond, low.Endpoint, low.Config),
+		fmt.Sprintf("no sliding second over %d calls and no 60007: %s (highest %d, %s, %s; %d 60007 answers in all)",
+			res.Cfg.Rate, met(peak.MaxPerSecond <= int64(res.Cfg.Rate) && rej == 0), peak.MaxPerSecond, peak.Endpoint, peak.Config, rej),
+		fmt.Sprintf("worker CPU <= 0.15 core per %.0f calls/s (%.2f CPU s per 1k calls): %s (highest %.3f, %s)",
+			3*limit, cpuTarget, met(cpu.CPUPer1k <= cpuTarget), cpu.CPUPer1k, cpu.Config),
+		fmt.Sprintf("peak RSS <= 64 MB per worker: %s (highest %.1f MB, %s)", met(rss.PeakRSS <= 64<<20), float64(rss.PeakRSS)/(1<<20), rss.Config),
+	}
+}
+
+// WriteText prints the results as aligned text tables.
+func (res *Results) WriteText(w io.Writer) error {
+	fmt.Fprintf(w, "timq bench: %s busy per backlog, emulator limit %d/s per endpoint, latency %v + up to %v jitter\n",
+		res.Cfg.Duration, res.Cfg.Rate, res.Cfg.Latency, res.Cfg.Jitter)
+	fmt.Fprintf(w, "Redis: %s\n", res.Redis)
+	fmt.Fprintf(w, "Machine: %d cores, load average %s at the start (before the bench's own load)%s\n\n", numCPU(), res.LoadBefore, busyNote(res.LoadBefore))
+	if err := res.mainTable().text(w); err != nil {
+		return err
+	}
+	if t := res.targets(); len(t) > 0 {
+		fmt.Fprintln(w, "\nIssue 4 targets:")
+		for _, l := range t {
+			fmt.Fprintln(w, "  - "+l)
+		}
+	}
+	if len(res.Recall) > 0 {
+		fmt.Fprintln(w, "\nIssue 7 scenarios (recall only, one worker):")
+		if err := res.recallTable().text(w); err != nil {
+			return err
+		}
+	}
+	_, err := fmt.Fprintf(w, "\n(%v in all; results.md, calls.csv, calls.png and logs/ in %s)\n", res.Elapsed.Round(time.Second), res.Cfg.Out)
+	return err
+}
+
+// Markdown renders the results, with how each figure is measured.
+func (res *Results) Markdown() []byte {
+	var b bytes.Buffer
+	c := res.Cfg
+	fmt.Fprintf(&b, "# timq bench results\n\n")
+	fmt.Fprintf(&b, "Run %s, %v in all. Redis: %s. Emulator (`timq sim`): limit %d calls per sliding second per endpoint, "+
+		"%v latency plus up to %v jitter on every call. Workers: `timq worker` processes with default settings "+
+		"(TIMQ_RATE=%d), on this machine's %d cores alongside the emulator, Redis and the bench itself.\n\n",
+		res.Started.UTC().Format(time.RFC3339), res.Elapsed.Round(time.Second), res.Redis, c.Rate, c.Latency, c.Jitter, c.Rate, numCPU())
+	fmt.Fprintf(&b, "Load average (1, 5, 15 min) at the start: %s; at the end: %s%s\n\n", res.LoadBefore, res.LoadAfter, busyNote(res.LoadBefore))
+	fmt.Fprintf(&b, "## Mixed backlog (clear, recall and modify at once)\n\n")
+	res.mainTable().markdown(&b)
+	if t := res.targets(); len(t) > 0 {
+		fmt.Fprintf(&b, "\nIssue 4 targets:\n\n")
+		for _, l := range t {
+			fmt.Fprintf(&b, "- %s\n", l)
+		}
+	}
+	fmt.Fprintf(&b, "\n%s\n", strings.TrimSpace(mainNotes))
+	var bench []string
+	for _, r := range res.Rows {
+		if r.Endpoint == res.Rows[0].Endpoint {
+			bench = append(bench, fmt.Sprintf("%.2f cores with %s", r.BenchCores, r.Config))
+		}
+	}
+	fmt.Fprintf(&b, "- The bench process itself (mostly the counting proxy) used %s over the same spans; the emulator and Redis run on the same cores too. Issue 7's scenarios connect the worker to Redis directly.\n", strings.Join(bench, ", "))
+	if len(res.Recall) > 0 {
+		fmt.Fprintf(&b, "\n## Issue 7: recall coalescing (recall only, one worker)\n\n")
+		res.recallTable().markdown(&b)
+		fmt.Fprintf(&b, "\n%s\n", strings.TrimSpace(recallNotes))
+	}
+	if len(res.Commands) > 0 {
+		fmt.Fprintf(&b, "\n## Redis commands per API call, by command\n\nWhole backlog run (worker start-up and drain included), all endpoints; commands under 0.01 per call left out.\n\n")
+		names := map[string]bool{}
+		for _, m := range res.Commands {
+			for k, v := range m.PerCall {
+				if v >= 0.01 {
+					names[k] = true
+				}
+			}
+		}
+		cols := slices.Sorted(maps.Keys(names))
+		t := table{head: append([]string{"config", "total"}, cols...)}
+		for _, m := range res.Commands {
+			total := 0.0
+			for _, v := range m.PerCall {
+				total += v
+			}
+			row := []string{m.Config, fmt.Sprintf("%.2f", total)}
+			for _, k := range cols {
+				row = append(row, fmt.Sprintf("%.2f", m.PerCall[k]))
+			}
+			t.rows = append(t.rows, row)
+		}
+		t.markdown(&b)
+	}
+	fmt.Fprintf(&b, "\n![calls per second](calls.png)\n")
+	return b.Bytes()
+}
+
+const mainNotes = `
+How each column is measured:
+
+- **tasks**: tasks enqueued per endpoint before the workers start (rate x 0.985 x the run's duration). Clears go to 50 groups, modifies to distinct messages of 50 groups, and each single-message recall to a group of its own, so recall coalescing cannot shrink this backlog: it measures the call budget.
+- **busy s**: the endpoint's busy span, from the emulator's calls per wall-clock second: the seconds between the first and the last second with calls, both left out as partial (ramp-up, drain).
+- **calls/s**, **of limit**: calls in the busy span divided by its length, and that over the limit.
+- **max 1s**: the emulator's most calls (refused or not) in any sliding one-second window over the whole backlog run.
+- **60007**: rate-limit answers during the backlog run.
+- **redis cmd/call**: commands the worker processes sent to Redis, counted by a RESP proxy between them and Redis (so other users of a shared server do not count; an EVALSHA counts as one command whatever its script does, a pipeline of n commands as n), over the union of the three busy spans, divided by API calls in that span. It includes everything the workers do: asynq's dequeue, completion, lease extension, heartbeat, forwarder, recoverer, janitor and idle polling, the result writer, recall progress, dead letters and the rate limiter. The bench's own enqueueing and drain checks bypass the proxy.
+- **CPU s/1k calls**, **cores**: user+system CPU seconds of all worker processes (from /proc/PID/stat, sampled every 250 ms and interpolated) over the same span, per 1,000 API calls and per second. Issue 4's target of 0.15 core for 600 calls/s is 0.25 CPU s per 1k calls.
+- **peak RSS MB**: the largest VmHWM (/proc/PID/status) of any one worker, read before it stops.
+- **idle p50/p99 ms**: after the backlog, 20 tasks per second per endpoint for a few seconds through the enqueue package while the queues are otherwise empty; the time from just before each enqueue call to the emulator's arrival time of its API call (before the emulator's injected latency). The modify's CloudCustomData carries its enqueue time. It includes asynq's idle poll (the worker's IdlePollInterval) and the pacer.
+`
+
+const recallNotes = `
+- **7a**, **7b**: the backlog is enqueued, then one worker runs for at most a fixed time (or until drained). **msgs/s** is messages newly recalled per second and **calls/s** group_msg_recall calls per second, both over the busy span of recall calls, from the emulator; **msgs/call** is their ratio (10 at most).
+- **7c**: one recall at a time to an idle worker, each waited for; enqueue-to-call as in the main table. Issue 7's target is measured from dequeue, which the bench cannot see from outside: these times add asynq's idle poll (up to the worker's IdlePollInterval) to it.
+- **met**: 7a/7b meet their message rate with no sliding second over the limit and no 60007; 7c is left to the reader.
+`
+
+// writeFiles writes results.md, calls.csv and calls.png into dir.
+func (res *Results) writeFiles(dir string) error {
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), res.Markdown(), 0o644); err != nil {
+		return err
+	}
+	var csvBuf bytes.Buffer
+	if err := writeCSV(&csvBuf, res.Series); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "calls.csv"), csvBuf.Bytes(), 0o644); err != nil {
+		return err
+	}
+	var png bytes.Buffer
+	if err := writePNG(&png, drawChart(res.Series, res.Cfg.Rate)); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "calls.png"), png.Bytes(), 0o644)
+}

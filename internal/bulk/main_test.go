@@ -1,0 +1,13 @@
+package bulk_test
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package when a test leaves a goroutine behind (an
+// unclosed client, a worker not shut down, a progress writer not stopped).
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}

@@ -1,0 +1,184 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/timq/timq/enqueue"
+	"github.com/timq/timq/internal/bulk"
+	"github.com/timq/timq/internal/config"
+	"github.com/timq/timq/tasks"
+)
+
+const bulkUsage = `[flags] FILE
+
+Validates every line of FILE ('-' for stdin), then queues the operations.
+Each line is the JSON body of the Tencent request plus "op":
+  {"op":"recall","GroupId":"@TGS#2J4SZEAEL","MsgSeqList":[{"MsgSeq":100},{"MsgSeq":101}]}
+  {"op":"clear","GroupId":"@TGS#2J4SZEAEL","MsgSeq":120}
+  {"op":"modify","GroupId":"@TGS#2J4SZEAEL","MsgSeq":7,"CloudCustomData":"x"}
+Blank lines and lines starting with # are skipped. Unknown fields are errors.
+A recall may list any number of messages; it is split into tasks of 10.
+
+Bad lines are reported on stderr by number and field (the first 100, then a
+count), and then NOTHING is queued unless --skip-invalid is given. Lines are
+queued by several goroutines, so tasks from different lines may be queued,
+and run, in a different order than the file's. An identical clear or modify
+already waiting is counted as a duplicate, not queued again.
+
+A summary goes to stdout: lines read, tasks queued, lines rejected,
+duplicates, and the time the work takes at TIMQ_RATE (default 200) calls/s
+per endpoint. Exit status 1 when lines were rejected without --skip-invalid.
+Redis comes from TIMQ_REDIS_URL.
+
+` + replicasHelp + `
+The run then stops: lines not yet queued are not tried.`
+
+// runBulk validates and queues the operations of a JSON-lines file.
+func runBulk(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "bulk", bulkUsage)
+	var (
+		opts   bulk.Options
+		asJSON bool
+	)
+	fs.BoolVar(&opts.SkipInvalid, "skip-invalid", false, "queue the valid lines of a file that has bad ones")
+	fs.BoolVar(&opts.DryRun, "dry-run", false, "validate and count only; queue nothing")
+	fs.StringVar(&opts.Queue, "queue", "", "queue every task to this `name` (default: each operation's own queue)")
+	fs.BoolVar(&opts.NoDedup, "no-dedup", false, "queue clears and modifies even when identical ones are waiting")
+	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON object")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() == 0:
+		return UsageError("missing FILE (a path, or - for stdin)")
+	case fs.NArg() > 1:
+		return UsageError("unexpected argument %q: give one FILE", fs.Arg(1))
+	}
+	if strings.TrimSpace(opts.Queue) == "" && opts.Queue != "" {
+		return UsageError("--queue: the queue name must not be blank")
+	}
+	rate, err := config.Float(env.Getenv, config.EnvRate, bulk.DefaultRate, 0.01, 1e6)
+	if err != nil {
+		return err
+	}
+	opts.Rate = rate
+	opts.Errors = env.Stderr
+	if env.IsTerminal {
+		opts.Progress = env.Stderr
+	}
+
+	in, closeIn, err := openBulkInput(env, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	defer closeIn()
+
+	var q bulk.Enqueuer = noEnqueuer{}
+	display := ""
+	replicas := 0
+	if !opts.DryRun {
+		rc, err := config.LoadRedis(env.Getenv)
+		if err != nil {
+			return err
+		}
+		c, n, err := newEnqueueClient(env, rc.Conn)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		q, display, replicas = c, rc.Display, n
+	}
+
+	s, runErr := bulk.Run(ctx, in, q, opts)
+	if asJSON {
+		b, err := json.Marshal(s)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "%s\n", b)
+	} else {
+		printBulkSummary(env.Stdout, s, opts.SkipInvalid)
+	}
+	switch {
+	case errors.Is(runErr, bulk.ErrRejected):
+		return fmt.Errorf("%v; nothing queued (fix them, or pass --skip-invalid to queue the rest)", runErr)
+	case runErr != nil && display != "":
+		return fmt.Errorf("%w (Redis %s)", withReplicas(runErr, replicas), display)
+	}
+	return runErr
+}
+
+// openBulkInput opens FILE for the two passes. Stdin cannot be read twice,
+// so it is first copied to a temporary file, removed when done.
+func openBulkInput(env *Env, name string) (io.ReadSeeker, func(), error) {
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		return f, func() { _ = f.Close() }, nil
+	}
+	f, err := os.CreateTemp("", "timq-bulk-*.jsonl")
+	if err != nil {
+		return nil, nil, fmt.Errorf("spool stdin: %w", err)
+	}
+	done := func() {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+	}
+	if _, err := io.Copy(f, env.Stdin); err != nil {
+		done()
+		return nil, nil, fmt.Errorf("spool stdin to %s: %w", f.Name(), err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		done()
+		return nil, nil, fmt.Errorf("spool stdin: %w", err)
+	}
+	return f, done, nil
+}
+
+// noEnqueuer is used by --dry-run, which never enqueues.
+type noEnqueuer struct{}
+
+func (noEnqueuer) Enqueue(context.Context, tasks.Payload, ...enqueue.Option) ([]string, error) {
+	return nil, errors.New("dry run: nothing is enqueued")
+}
+
+func printBulkSummary(w io.Writer, s *bulk.Summary, skipInvalid bool) {
+	byType := func(m map[string]int64) string {
+		var parts []string
+		for _, t := range tasks.Types() {
+			if m[t] > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", strings.TrimPrefix(t, "timq:"), m[t]))
+			}
+		}
+		if len(parts) == 0 {
+			return ""
+		}
+		return " (" + strings.Join(parts, ", ") + ")"
+	}
+	fmt.Fprintf(w, "lines read:     %d (%d blank or comment)\n", s.Lines, s.Skipped)
+	rejected := ""
+	if s.Rejected > 0 && skipInvalid {
+		rejected = " (skipped)"
+	}
+	fmt.Fprintf(w, "rejected lines: %d%s\n", s.Rejected, rejected)
+	switch {
+	case s.DryRun:
+		fmt.Fprintf(w, "valid tasks:    %d%s\n", bulk.Total(s.Tasks), byType(s.Tasks))
+		fmt.Fprintf(w, "enqueued tasks: 0 (dry run)\n")
+	case s.Rejected > 0 && !skipInvalid:
+		fmt.Fprintf(w, "valid tasks:    %d%s\n", bulk.Total(s.Tasks), byType(s.Tasks))
+		fmt.Fprintf(w, "enqueued tasks: 0 (bad lines)\n")
+	default:
+		fmt.Fprintf(w, "enqueued tasks: %d%s\n", bulk.Total(s.Enqueued), byType(s.Enqueued))
+	}
+	fmt.Fprintf(w, "duplicates:     %d\n", s.Duplicates)
+	fmt.Fprintf(w, "estimated time: %v at %g calls/s per endpoint\n", s.Estimate, s.Rate)
+}

@@ -1,0 +1,32 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/timq/timq/internal/devrun"
+)
+
+func runDev(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "dev", "[flags]\n\nRuns everything in one process with nothing to set up: an embedded Redis,\nthe API emulator (with a few injected faults), a worker, the asynqmon dashboard\nand a stream of sample work, some of it meant to fail. Ctrl-C stops it.")
+	var opts devrun.Options
+	fs.StringVar(&opts.DashboardAddr, "addr", "127.0.0.1:8080", "dashboard address HOST:PORT")
+	fs.Float64Var(&opts.SampleRate, "sample-rate", 20, "sample operations queued per second (negative: none)")
+	fs.DurationVar(&opts.Duration, "duration", 0, "stop after this long (0: run until Ctrl-C)")
+	var lf logFlags
+	lf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := lf.logger(env)
+	if err != nil {
+		return err
+	}
+	opts.Logger = log
+	opts.Ready = func(e devrun.Endpoints) {
+		fmt.Fprintf(env.Stdout, "timq dev: dashboard at %s\n", e.DashboardURL)
+		fmt.Fprintf(env.Stdout, "timq dev: embedded Redis at %s (try: TIMQ_REDIS_URL=%s timq stats)\n", e.RedisURL, e.RedisURL)
+		fmt.Fprintf(env.Stdout, "timq dev: API emulator at %s; Ctrl-C to stop\n", e.EmulatorURL)
+	}
+	return devrun.Run(ctx, opts)
+}

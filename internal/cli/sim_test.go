@@ -1,0 +1,186 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tencentyun/tls-sig-api-v2-golang/tencentyun"
+	"github.com/timq/timq/internal/chatapi"
+	"github.com/timq/timq/internal/sim"
+)
+
+// simBuffer is an io.Writer safe to read while runSim writes.
+type simBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *simBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *simBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+const simTestKey = "sim-test-secret-key"
+
+func simEnv(vars map[string]string) (*Env, *simBuffer, *simBuffer) {
+	out, errb := &simBuffer{}, &simBuffer{}
+	return &Env{Stdout: out, Stderr: errb, Getenv: func(k string) string { return vars[k] }}, out, errb
+}
+
+var simVars = map[string]string{"TIMQ_SDKAPPID": "1400000001", "TIMQ_SECRET_KEY": simTestKey}
+
+func TestSimHelp(t *testing.T) {
+	t.Parallel()
+	env, _, errb := simEnv(nil) // --help needs no settings
+	if code := Main(context.Background(), env, []string{"sim", "--help"}); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"-addr", "-rate", "-window", "-auto-create", "-seed", "-seed-file", "-group", "-fault", "-hang-for", "TIMQ_SDKAPPID", "TIMQ_SECRET_KEY", "TIMQ_ADMIN", "/_sim/stats"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+}
+
+func TestSimBadInput(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	badSeed := filepath.Join(dir, "bad.json")
+	os.WriteFile(badSeed, []byte(`{"groups":[{"GroupId":"x","Type":"Nope"}]}`), 0o600)
+	tests := []struct {
+		name string
+		vars map[string]string
+		args []string
+		want string
+	}{
+		{"unknown flag", simVars, []string{"--nope"}, "-nope"},
+		{"argument", simVars, []string{"extra"}, "unexpected argument"},
+		{"rate zero", simVars, []string{"--rate", "0"}, "--rate"},
+		{"window", simVars, []string{"--window", "-1s"}, "--window"},
+		{"hang-for", simVars, []string{"--hang-for", "0s"}, "--hang-for"},
+		{"fault endpoint", simVars, []string{"--fault", "nope:502:0.1"}, "--fault"},
+		{"fault probability", simVars, []string{"--fault", "all:502:0.7", "--fault", "all:hang:0.7"}, "--fault"},
+		{"group", simVars, []string{"--group", "g1"}, "--group"},
+		{"group id", simVars, []string{"--group", "@TGS#x!:Public"}, "--group"},
+		{"seed file missing", simVars, []string{"--seed-file", filepath.Join(dir, "none.json")}, "--seed-file"},
+		{"seed file bad", simVars, []string{"--seed-file", badSeed}, "--seed-file"},
+		{"no sdkappid", map[string]string{"TIMQ_SECRET_KEY": "k"}, nil, "TIMQ_SDKAPPID"},
+		{"no key", map[string]string{"TIMQ_SDKAPPID": "1400000001"}, nil, "TIMQ_SECRET_KEY"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env, _, errb := simEnv(tt.vars)
+			code := Main(context.Background(), env, append([]string{"sim", "--addr", "127.0.0.1:0"}, tt.args...))
+			lines := strings.Split(strings.TrimSpace(errb.String()), "\n")
+			if code != 2 || len(lines) != 1 || !strings.Contains(lines[0], tt.want) {
+				t.Fatalf("exit %d, stderr %q; want exit 2 and one line naming %q", code, errb.String(), tt.want)
+			}
+			if strings.Contains(errb.String(), simTestKey) {
+				t.Fatal("stderr shows the key")
+			}
+		})
+	}
+}
+
+func TestSimServes(t *testing.T) {
+	t.Parallel()
+	seedFile := filepath.Join(t.TempDir(), "seed.json")
+	os.WriteFile(seedFile, []byte(`{"groups":[{"GroupId":"@TGS#_c","Type":"Community","Topics":[{"TopicId":"@TGS#_c@TOPIC#_t","Messages":2}]}]}`), 0o600)
+	env, out, errb := simEnv(simVars)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, env, []string{"sim", "--addr", "127.0.0.1:0", "--group", "g1:Public:3", "--group", "g2:Work",
+			"--seed-file", seedFile, "--seed", "7", "--fault", "modify_group_msg:code=20005:1", "--fault", "all:latency:1ms"})
+	}()
+	re := regexp.MustCompile(`timq sim: listening on (http://127\.0\.0\.1:\d+)\n`)
+	var base string
+	for deadline := time.Now().Add(10 * time.Second); base == ""; {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			base = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no listening line; stdout %q stderr %q", out.String(), errb.String())
+		} else {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	sig, err := tencentyun.GenUserSig(1400000001, simTestKey, "administrator", 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(ep chatapi.Endpoint, body string) chatapi.GroupMsgRecallResponse {
+		t.Helper()
+		q := url.Values{"sdkappid": {"1400000001"}, "identifier": {"administrator"}, "usersig": {sig}, "random": {"1"}, "contenttype": {"json"}}
+		resp, err := http.Post(base+"/v4/"+string(ep)+"?"+q.Encode(), "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var ans chatapi.GroupMsgRecallResponse
+		if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil {
+			t.Fatal(err)
+		}
+		return ans
+	}
+	if ans := call(chatapi.EndpointRecall, `{"GroupId":"g1","MsgSeqList":[{"MsgSeq":3},{"MsgSeq":4}]}`); ans.ErrorCode != 0 || ans.RecallRetList[0].RetCode != 0 || ans.RecallRetList[1].RetCode != 10030 {
+		t.Fatalf("recall: %+v", ans)
+	}
+	if ans := call(chatapi.EndpointRecall, `{"GroupId":"@TGS#_c","TopicId":"@TGS#_c@TOPIC#_t","MsgSeqList":[{"MsgSeq":2}]}`); ans.ErrorCode != 0 || ans.RecallRetList[0].RetCode != 0 {
+		t.Fatalf("topic recall: %+v", ans)
+	}
+	if ans := call(chatapi.EndpointClear, `{"GroupId":"g2"}`); ans.ErrorCode != 0 {
+		t.Fatalf("clear g2: %+v", ans)
+	}
+	if ans := call(chatapi.EndpointModify, `{"GroupId":"g1","MsgSeq":1,"CloudCustomData":"x"}`); ans.ErrorCode != 20005 {
+		t.Fatalf("modify with injected fault: %+v", ans)
+	}
+	resp, err := http.Get(base + "/_sim/groups/g1/messages/3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m sim.MessageState
+	json.NewDecoder(resp.Body).Decode(&m)
+	resp.Body.Close()
+	if !m.Recalled {
+		t.Fatalf("message 3 = %+v", m)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sim did not stop on cancel")
+	}
+	if !strings.Contains(errb.String(), "stopped after 4 API calls") {
+		t.Fatalf("stderr %q", errb.String())
+	}
+}
+
+func TestSimListenError(t *testing.T) {
+	t.Parallel()
+	env, _, errb := simEnv(simVars)
+	if code := Main(context.Background(), env, []string{"sim", "--addr", "256.0.0.1:1"}); code != 1 || !strings.Contains(errb.String(), "--addr") {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+}

@@ -1,0 +1,164 @@
+// Package devrun runs all of timq in one process for a first look: an
+// embedded Redis (miniredis), the API emulator with a few injected faults,
+// a worker, the asynqmon dashboard and a steady stream of sample work, some
+// of which is meant to fail, so that tasks are seen to flow, retry and
+// dead-letter.
+package devrun
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+
+	"github.com/timq/timq/enqueue"
+	"github.com/timq/timq/internal/chatapi"
+	"github.com/timq/timq/internal/dashboard"
+	"github.com/timq/timq/internal/sim"
+	"github.com/timq/timq/worker"
+)
+
+// Options configures Run.
+type Options struct {
+	// DashboardAddr is where the dashboard listens. Defaults to 127.0.0.1:8080.
+	DashboardAddr string
+	// SampleRate is how many sample operations are queued per second.
+	// Defaults to 20; 0 after defaults means none.
+	SampleRate float64
+	// Duration stops the run after this long; 0 runs until ctx ends.
+	Duration time.Duration
+	// Logger receives the worker's logs. Defaults to slog.Default().
+	Logger *slog.Logger
+	// Ready, when set, is called once everything listens.
+	Ready func(Endpoints)
+}
+
+// Endpoints tells where the parts of a running dev setup are.
+type Endpoints struct {
+	DashboardURL string
+	RedisURL     string
+	EmulatorURL  string
+}
+
+// Run starts everything, calls opts.Ready, and runs until ctx ends or
+// opts.Duration passes; it then stops the sample work, the worker, the
+// dashboard, the emulator and Redis, in that order.
+func Run(ctx context.Context, opts Options) error {
+	if opts.DashboardAddr == "" {
+		opts.DashboardAddr = "127.0.0.1:8080"
+	}
+	if opts.SampleRate == 0 {
+		opts.SampleRate = 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Duration)
+		defer cancel()
+	}
+
+	mr := miniredis.NewMiniRedis()
+	if err := mr.StartAddr("127.0.0.1:0"); err != nil {
+		return fmt.Errorf("start embedded Redis: %w", err)
+	}
+	defer mr.Close()
+	redisOpt := asynq.RedisClientOpt{Addr: mr.Addr()}
+
+	// A fresh key per run: the emulator and the worker share it in memory only.
+	key := randomKey()
+	const appID = 1400000000
+	emu, err := sim.New(sim.Config{SDKAppID: appID, SecretKey: key, Seed: time.Now().UnixNano(), Faults: sampleFaults()})
+	if err != nil {
+		return err
+	}
+	defer emu.Close()
+	emuLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("emulator: %w", err)
+	}
+	emuSrv := &http.Server{Handler: emu, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = emuSrv.Serve(emuLn) }()
+	defer emuSrv.Close()
+	emuURL := "http://" + emuLn.Addr().String()
+	if err := seedGroups(emu); err != nil {
+		return err
+	}
+
+	w, err := worker.New(worker.Config{
+		Redis:       redisOpt,
+		API:         worker.API{SDKAppID: appID, SecretKey: key, BaseURL: emuURL},
+		Concurrency: 20,
+		Logger:      opts.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	if err := w.Start(); err != nil {
+		return err
+	}
+	defer w.Shutdown()
+
+	// The dev dashboard has no credentials, so it stays on loopback.
+	if err := dashboard.CheckAddr(opts.DashboardAddr, dashboard.Auth{}); err != nil {
+		return fmt.Errorf("--addr: %w", err)
+	}
+	dashLn, err := net.Listen("tcp", opts.DashboardAddr)
+	if err != nil {
+		return fmt.Errorf("dashboard: listen on %s: %w (choose another with --addr)", opts.DashboardAddr, err)
+	}
+	dash, err := dashboard.New(dashboard.Config{Redis: redisOpt, Logger: opts.Logger})
+	if err != nil {
+		dashLn.Close()
+		return err
+	}
+	defer dash.Close()
+	dashSrv := &http.Server{Handler: dash, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = dashSrv.Serve(dashLn) }()
+	defer dashSrv.Close()
+
+	if opts.Ready != nil {
+		opts.Ready(Endpoints{
+			DashboardURL: "http://" + dashLn.Addr().String() + "/",
+			RedisURL:     "redis://" + mr.Addr(),
+			EmulatorURL:  emuURL,
+		})
+	}
+
+	producer := enqueue.New(redisOpt)
+	defer producer.Close()
+	if opts.SampleRate > 0 {
+		produceSamples(ctx, producer, opts.SampleRate, opts.Logger)
+	}
+	<-ctx.Done()
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(ctx.Err(), context.Canceled) {
+		return nil
+	}
+	return ctx.Err()
+}
+
+// sampleFaults makes the emulator fail now and then, as Tencent does, so
+// retries show up on the dashboard.
+func sampleFaults() map[chatapi.Endpoint]sim.Faults {
+	lat, jit := 40*time.Millisecond, 20*time.Millisecond
+	return map[chatapi.Endpoint]sim.Faults{
+		chatapi.EndpointClear:  {Codes: map[int]float64{10002: 0.05}, HTTP502: 0.02, Latency: lat, Jitter: jit},
+		chatapi.EndpointRecall: {Codes: map[int]float64{10002: 0.08}, Latency: lat, Jitter: jit},
+		chatapi.EndpointModify: {Codes: map[int]float64{20004: 0.04, 20005: 0.03, 91000: 0.03}, Latency: lat, Jitter: jit},
+	}
+}
+
+func randomKey() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
