@@ -33,7 +33,11 @@
 // never while its slots reach a horizon ahead: so a process holds at most
 // about a horizon of the budget, an idle grant costs one command and a busy
 // process about one command per batch (0.2 per call with four processes in
-// the tests), never more than the two per API call allowed. The script
+// the tests), never more than the two per API call allowed. A goroutine
+// that waits for one slot at a time and comes straight back for the next
+// (the recall batcher) gets reservations of 1, 2, 4 and then a batch, so it
+// too costs about one command per batch; a late return or a wasted slot
+// starts it again at one. The script
 // refuses to start a reservation more than four horizons ahead, answering
 // "come back at T" (when a full batch fits), and the process sleeps once
 // until T rather than polling.

@@ -165,6 +165,11 @@ type Shared struct {
 	// lastEndUS is, on the Redis clock, the end of the last slots Redis
 	// gave this process (only the fetch goroutine uses it).
 	lastEndUS int64
+	// ramp and wastedSeen size reservations for a caller that waits for
+	// one slot at a time but comes back at once (see want); only the fetch
+	// goroutine uses them.
+	ramp       int
+	wastedSeen int64
 	// onSlots, when set (tests), sees every reservation: the Redis time of
 	// its first slot, the count and the interval, all in microseconds.
 	onSlots func(startUS int64, k int, intervalUS int64)
@@ -409,7 +414,7 @@ func (s *Shared) fetch() {
 			s.sleep(time.Now().Add(ahead-lowWater), true)
 			continue
 		}
-		want = min(want, s.opts.batch)
+		want = s.want(want)
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.callTimeout)
 		// A slot at Redis's "now" is in the past when the reply arrives;
 		// ask for slots a round trip ahead instead, so an idle budget's
@@ -469,6 +474,31 @@ func (s *Shared) fetch() {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// want returns how many slots to reserve for waiting goroutines.
+//
+// Usually that is one per goroutine, at most a batch. But a caller that
+// waits for one slot at a time, using each as soon as it comes (the recall
+// batcher under a backlog), would then cost a Redis command per call. So
+// when no slot was wasted since the last reservation and a goroutine
+// waits again within one interval of the last slot (every slot was used,
+// and the next would have been in time), the reservation doubles, up to a
+// batch, as in TCP's slow start; the slots nobody waits for yet go to the
+// pool. Any wasted slot, or a late return, starts again from the waiters.
+// A caller that stops wastes at most the rest of one reservation.
+func (s *Shared) want(waiting int) int {
+	wasted := s.wasted.Load()
+	s.mu.Lock()
+	prompt := !s.lastSlot.IsZero() && time.Since(s.lastSlot) < s.interval && len(s.pool) == 0
+	s.mu.Unlock()
+	if prompt && wasted == s.wastedSeen && s.ramp > 0 {
+		s.ramp = min(2*s.ramp, s.opts.batch)
+	} else {
+		s.ramp = 1
+	}
+	s.wastedSeen = wasted
+	return min(max(waiting, s.ramp), s.opts.batch)
 }
 
 type wake int

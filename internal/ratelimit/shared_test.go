@@ -348,6 +348,44 @@ func TestSharedIdleGrantCostsOneCommandAndSurvivesScriptFlush(t *testing.T) {
 	waitFetcherStops(t, p.lim)
 }
 
+// A caller that waits for one slot at a time and comes straight back (the
+// recall batcher under a backlog) gets growing reservations instead of
+// costing a command per call, and every reserved slot is still accounted
+// for.
+func TestSharedSerialCallerIsNotACommandPerCall(t *testing.T) {
+	t.Parallel()
+	r := testenv.Redis(t)
+	p := newProcess(t, r, nil, 0)
+	ctx := context.Background()
+	const calls = 60
+	for range calls {
+		if err := p.lim.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := p.lim.Stats()
+	// Unhindered: reservations of 1, 2, 4 and then 8 slots, 10 commands.
+	// A stall (a slow machine) starts the ramp again; half the calls still
+	// leaves room for several.
+	if st.Commands > calls/2 {
+		t.Fatalf("%d Redis commands for %d calls of one goroutine, want at most %d; stats %+v", st.Commands, calls, calls/2, st)
+	}
+	if st.Grants != calls {
+		t.Fatalf("%d grants, want %d", st.Grants, calls)
+	}
+	p.lim.mu.Lock()
+	pooled := len(p.lim.pool)
+	p.lim.mu.Unlock()
+	if st.Reserved != st.Grants+st.Wasted+int64(pooled) {
+		t.Fatalf("reserved %d slots but granted %d, wasted %d and pooled %d", st.Reserved, st.Grants, st.Wasted, pooled)
+	}
+	// A caller that stops leaves at most the rest of one reservation.
+	if pooled >= DefaultSharedBatch {
+		t.Fatalf("%d slots left in the pool, want fewer than a batch (%d)", pooled, DefaultSharedBatch)
+	}
+	t.Logf("%+v, %d pooled", st, pooled)
+}
+
 func TestSharedWaitCanceledGivesTheSlotBack(t *testing.T) {
 	t.Parallel()
 	r := testenv.Redis(t)
