@@ -123,7 +123,9 @@ func (w *Worker) finish(ctx context.Context, t *asynq.Task, a attempt, groupID s
 		if w.log.Enabled(ctx, slog.LevelDebug) {
 			taskLog().Debug("task applied")
 		}
-		w.writeAppliedResult(t, ep, a.retried+1)
+		if w.cfg.AppliedResults {
+			w.writeAppliedResult(t, ep, a.retried+1)
+		}
 		return nil
 	case outcomeHandBack:
 		return err

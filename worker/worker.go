@@ -7,7 +7,9 @@
 //
 // A task ends in exactly one of these ways:
 //   - applied: the API answered success (for recall, every message's RetCode
-//     was 0). Its result, written with asynq's result writer, says so.
+//     was 0). asynq marks the task completed; a recall's result (asynq's
+//     result writer) lists each message's outcome, and with
+//     Config.AppliedResults clear and modify tasks get one too.
 //   - retried: a transient failure (ErrorCode 10002, 20004, 20005, 91000, or
 //     no code at all: connection refused or reset, timeout, HTTP 5xx, an
 //     answer that is not JSON). The task comes back after Config.RetryBase

@@ -236,6 +236,46 @@ func TestEveryOperationLandsInTheEmulator(t *testing.T) {
 	}
 }
 
+// An applied clear or modify task has no result unless AppliedResults asks
+// for one: its completed state says it all, and the write costs a Redis
+// command per task.
+func TestAppliedResultsOnlyWhenAskedFor(t *testing.T) {
+	t.Parallel()
+	for _, on := range []bool{false, true} {
+		t.Run(fmt.Sprint("AppliedResults=", on), func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, sim.Config{})
+			b.group("@TGS#results", sim.GroupPublic, 3)
+			b.cfg.AppliedResults = on
+			b.startWorker()
+			clearID := b.enqueue(tasks.Clear{GroupId: "@TGS#results", MsgSeq: u64(1)})
+			modifyID := b.enqueue(tasks.Modify{GroupId: "@TGS#results", MsgSeq: 3, MsgBody: msgbody.Text("edited")})
+			if c := b.waitSettled(2, 20*time.Second); c.completed != 2 {
+				t.Fatalf("counts = %+v, want 2 completed", c)
+			}
+			for _, tc := range []struct{ queue, id, endpoint string }{
+				{tasks.QueueClear, clearID, "clear_group_msg"},
+				{tasks.QueueModify, modifyID, "modify_group_msg"},
+			} {
+				info, err := b.insp.GetTaskInfo(tc.queue, tc.id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !on {
+					if len(info.Result) != 0 {
+						t.Errorf("%s result = %q, want none", tc.endpoint, info.Result)
+					}
+					continue
+				}
+				var res struct{ Status, Endpoint string }
+				if err := json.Unmarshal(info.Result, &res); err != nil || res.Status != "applied" || res.Endpoint != tc.endpoint {
+					t.Errorf("%s result = %q (%v), want applied by %s", tc.endpoint, info.Result, err, tc.endpoint)
+				}
+			}
+		})
+	}
+}
+
 func TestTransientFaultsAreRetriedUntilTheySucceed(t *testing.T) {
 	t.Parallel()
 	b := setup(t, sim.Config{Seed: 7, Faults: map[chatapi.Endpoint]sim.Faults{

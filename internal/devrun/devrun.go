@@ -99,6 +99,8 @@ func Run(ctx context.Context, opts Options) error {
 		API:         worker.API{SDKAppID: appID, SecretKey: key, BaseURL: emuURL},
 		Concurrency: 20,
 		Logger:      opts.Logger,
+		// The playground shows every outcome on the dashboard.
+		AppliedResults: true,
 	})
 	if err != nil {
 		return err
