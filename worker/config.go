@@ -92,14 +92,15 @@ type Config struct {
 	// sharing the Redis shares each endpoint's budget of Rate calls per
 	// second per app (SDKAppID), so adding workers never adds calls.
 	LocalBudgetOnly bool
-	// AppliedResults makes the worker write a result for each applied clear
-	// and modify task ({"status":"applied","endpoint":...,"attempt":...,
-	// "at":...}), shown by the dashboard. It costs one more Redis command
-	// per task, about a tenth of the worker's CPU at full rate, and says
-	// what asynq's task info already holds (state completed, retry count,
-	// completion time), so it defaults to false: an applied clear or modify
-	// task is one that completed. Recall tasks always get a result: it says
-	// what happened to each message.
+	// AppliedResults makes the worker write a result for every applied task
+	// too, shown by the dashboard: {"status":"applied","endpoint":...,
+	// "attempt":...,"at":...} for clear and modify, each message's status for
+	// a recall. It costs one more Redis command per task, about a tenth of
+	// the worker's CPU at full rate, and says what asynq's task info already
+	// holds (state completed, retry count, completion time), so it defaults
+	// to false: an applied task is one that completed. A recall that is not
+	// applied in full (messages retrying or dead-lettered) always gets its
+	// per-message result.
 	AppliedResults bool
 	// Concurrency is how many tasks each endpoint runs at once. Defaults to
 	// DefaultConcurrency.

@@ -133,7 +133,11 @@ func (w *Worker) handleRecall(ctx context.Context, t *asynq.Task) error {
 		}
 		res.Messages = append(res.Messages, r)
 	}
-	w.writeResult(t, res)
+	// A recall whose every message is recalled completes, which says as
+	// much; the result is written when it tells more (or when asked).
+	if w.cfg.AppliedResults || countStatus(res, msgRecalled) != len(res.Messages) {
+		w.writeResult(t, res)
+	}
 	durationMS = []any{"duration_ms", time.Since(start).Milliseconds()}
 
 	if len(dead) > 0 {

@@ -7,9 +7,10 @@
 //
 // A task ends in exactly one of these ways:
 //   - applied: the API answered success (for recall, every message's RetCode
-//     was 0). asynq marks the task completed; a recall's result (asynq's
-//     result writer) lists each message's outcome, and with
-//     Config.AppliedResults clear and modify tasks get one too.
+//     was 0). asynq marks the task completed; with Config.AppliedResults
+//     the task also gets a result (asynq's result writer) saying so. A
+//     recall that is not applied in full always gets a result listing each
+//     message's outcome.
 //   - retried: a transient failure (ErrorCode 10002, 20004, 20005, 91000, or
 //     no code at all: connection refused or reset, timeout, HTTP 5xx, an
 //     answer that is not JSON). The task comes back after Config.RetryBase

@@ -217,10 +217,20 @@ func TestEveryOperationLandsInTheEmulator(t *testing.T) {
 	if n := len(b.deadLetters()); n != 0 {
 		t.Fatalf("%d dead letters, want 0", n)
 	}
-	// The recall's result says, per message, what happened.
-	info, err := b.insp.GetTaskInfo(tasks.QueueRecall, recallID)
+	if info, err := b.insp.GetTaskInfo(tasks.QueueRecall, recallID); err != nil || info.State != asynq.TaskStateCompleted {
+		t.Fatalf("recall task: %+v, %v; want completed", info, err)
+	}
+}
+
+// recallResultOf reads a recall task's per-message result.
+func (b *bundle) recallResultOf(queue, id string) (statuses map[uint64]string, raw []byte) {
+	b.t.Helper()
+	info, err := b.insp.GetTaskInfo(queue, id)
 	if err != nil {
-		t.Fatal(err)
+		b.t.Fatal(err)
+	}
+	if len(info.Result) == 0 {
+		return nil, nil
 	}
 	var res struct {
 		Messages []struct {
@@ -229,29 +239,45 @@ func TestEveryOperationLandsInTheEmulator(t *testing.T) {
 		} `json:"messages"`
 	}
 	if err := json.Unmarshal(info.Result, &res); err != nil {
-		t.Fatalf("recall result %q: %v", info.Result, err)
+		b.t.Fatalf("recall result %q: %v", info.Result, err)
 	}
-	if len(res.Messages) != 3 || res.Messages[0].Status != "recalled" || res.Messages[2].MsgSeq != 12 {
-		t.Fatalf("recall result = %s", info.Result)
+	statuses = map[uint64]string{}
+	for _, m := range res.Messages {
+		statuses[m.MsgSeq] = m.Status
 	}
+	return statuses, info.Result
 }
 
-// An applied clear or modify task has no result unless AppliedResults asks
-// for one: its completed state says it all, and the write costs a Redis
-// command per task.
+// An applied task has no result unless AppliedResults asks for one: its
+// completed state says it all, and the write costs a Redis command per
+// task. A recall not applied in full always has its per-message result.
 func TestAppliedResultsOnlyWhenAskedFor(t *testing.T) {
 	t.Parallel()
 	for _, on := range []bool{false, true} {
 		t.Run(fmt.Sprint("AppliedResults=", on), func(t *testing.T) {
 			t.Parallel()
 			b := setup(t, sim.Config{})
-			b.group("@TGS#results", sim.GroupPublic, 3)
+			b.group("@TGS#results", sim.GroupPublic, 6)
 			b.cfg.AppliedResults = on
 			b.startWorker()
 			clearID := b.enqueue(tasks.Clear{GroupId: "@TGS#results", MsgSeq: u64(1)})
-			modifyID := b.enqueue(tasks.Modify{GroupId: "@TGS#results", MsgSeq: 3, MsgBody: msgbody.Text("edited")})
-			if c := b.waitSettled(2, 20*time.Second); c.completed != 2 {
-				t.Fatalf("counts = %+v, want 2 completed", c)
+			modifyID := b.enqueue(tasks.Modify{GroupId: "@TGS#results", MsgSeq: 6, MsgBody: msgbody.Text("edited")})
+			recallID := b.enqueue(tasks.Recall{GroupId: "@TGS#results", MsgSeqList: seqList(2, 3)})
+			// Seq 99 does not exist: that message is dead-lettered, so
+			// the task is archived and its result is always written.
+			partialID := b.enqueue(tasks.Recall{GroupId: "@TGS#results", MsgSeqList: seqList(4, 99)})
+			if c := b.waitSettled(4, 20*time.Second); c.completed != 3 || c.archived != 1 {
+				t.Fatalf("counts = %+v, want 3 completed, 1 archived", c)
+			}
+			if got, raw := b.recallResultOf(tasks.QueueRecall, partialID); got[4] != "recalled" || got[99] != "dead_lettered" || len(got) != 2 {
+				t.Errorf("partly failed recall's result = %s, want seq 4 recalled and 99 dead_lettered", raw)
+			}
+			got, raw := b.recallResultOf(tasks.QueueRecall, recallID)
+			if on && (got[2] != "recalled" || got[3] != "recalled" || len(got) != 2) {
+				t.Errorf("recall result = %s, want seqs 2 and 3 recalled", raw)
+			}
+			if !on && raw != nil {
+				t.Errorf("recall result = %s, want none", raw)
 			}
 			for _, tc := range []struct{ queue, id, endpoint string }{
 				{tasks.QueueClear, clearID, "clear_group_msg"},

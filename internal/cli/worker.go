@@ -99,7 +99,7 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&s.httpAddr, "http-addr", s.httpAddr, "serve /metrics, /healthz and /readyz on HOST:PORT (TIMQ_HTTP_ADDR)")
 	fs.BoolVar(&s.dashboard, "dashboard", false, "also serve the dashboard under /dashboard/ on --http-addr (credentials: TIMQ_DASH_USER and TIMQ_DASH_PASSWORD, or TIMQ_DASH_TOKEN)")
 	fs.BoolVar(&s.dashReadOnly, "dashboard-read-only", false, "with --dashboard: the dashboard can look but not delete, run, archive or pause")
-	fs.BoolVar(&s.appliedResults, "applied-results", false, "write a result for every applied clear and modify task too, shown on the dashboard (one more Redis command per task)")
+	fs.BoolVar(&s.appliedResults, "applied-results", false, "write a result for every applied task too, shown on the dashboard (one more Redis command per task)")
 	fs.BoolVar(&s.localBudget, "local-budget", false, "pace each endpoint in this process alone instead of sharing the budget with every worker on the Redis (only for a single worker)")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "on SIGTERM, how long to wait for tasks in flight before handing them back")
 	s.log.register(fs)
