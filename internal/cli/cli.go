@@ -22,6 +22,10 @@ type Env struct {
 	Getenv func(string) string
 	// IsTerminal reports whether Stderr is a terminal (for progress bars).
 	IsTerminal bool
+	// SetProcs sets how many OS threads run Go code at once
+	// (runtime.GOMAXPROCS in the real binary). nil leaves them alone, as
+	// tests that run commands in their own process need.
+	SetProcs func(n int)
 }
 
 type command struct {

@@ -2,9 +2,11 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -35,6 +37,7 @@ type workerSettings struct {
 	shutdownTimeout time.Duration
 	localBudget     bool
 	appliedResults  bool
+	procs           int
 	log             logFlags
 }
 
@@ -102,12 +105,20 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&s.appliedResults, "applied-results", false, "write a result for every applied task too, shown on the dashboard (one more Redis command per task)")
 	fs.BoolVar(&s.localBudget, "local-budget", false, "pace each endpoint in this process alone instead of sharing the budget with every worker on the Redis (only for a single worker)")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "on SIGTERM, how long to wait for tasks in flight before handing them back")
+	fs.IntVar(&s.procs, "procs", DefaultWorkerProcs, "OS threads running Go code at once (GOMAXPROCS); 0 keeps Go's choice, one per core, as does setting GOMAXPROCS in the environment. One is plenty: at the API's limit a worker needs about a third of a core, and more threads add scheduler wake-ups, not speed")
 	s.log.register(fs)
 	if perr := parseFlags(fs, args); perr != nil {
 		return perr
 	}
 	if err != nil {
 		return err
+	}
+	procs, err := workerProcs(fs, s.procs, getenvOr(env))
+	if err != nil {
+		return err
+	}
+	if procs > 0 && env.SetProcs != nil {
+		env.SetProcs(procs)
 	}
 	cfg, err := s.workerConfig(env)
 	if err != nil {
@@ -126,10 +137,33 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return UsageError("%v", err)
 		}
-		cfg.Logger.Info("connecting", "redis", s.redis.Display, "api", apiDisplay(s.api))
+		cfg.Logger.Info("connecting", "redis", s.redis.Display, "api", apiDisplay(s.api), "gomaxprocs", runtime.GOMAXPROCS(0))
 		return w.Run(ctx)
 	}
 	return runWorkerWithHTTP(ctx, env, s, cfg)
+}
+
+// DefaultWorkerProcs is the GOMAXPROCS of `timq worker` unless --procs or
+// the GOMAXPROCS environment variable says otherwise. The API caps an app
+// at 200 calls per second per endpoint, which one worker serves with about
+// a third of a core; a second thread only adds scheduler wake-ups (futex
+// and nanosleep calls, several per task), which cost a quarter to a third
+// of the worker's CPU in make bench. Calls stay paced either way.
+const DefaultWorkerProcs = 1
+
+// workerProcs returns the GOMAXPROCS to set for `timq worker`, 0 for none:
+// --procs when given, else nothing when the GOMAXPROCS variable is set,
+// else DefaultWorkerProcs.
+func workerProcs(fs *flag.FlagSet, procs int, getenv func(string) string) (int, error) {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "procs" })
+	switch {
+	case procs < 0:
+		return 0, UsageError("--procs: must be 0 (Go's choice, one per core) or more, got %d", procs)
+	case !given && getenv("GOMAXPROCS") != "":
+		return 0, nil
+	}
+	return procs, nil
 }
 
 // runWorkerWithHTTP runs the worker and its operations port (see package
@@ -189,7 +223,7 @@ func runWorkerWithHTTP(ctx context.Context, env *Env, s *workerSettings, cfg wor
 		return fmt.Errorf("--http-addr: %w", err)
 	}
 
-	cfg.Logger.Info("connecting", "redis", s.redis.Display, "api", apiDisplay(s.api))
+	cfg.Logger.Info("connecting", "redis", s.redis.Display, "api", apiDisplay(s.api), "gomaxprocs", runtime.GOMAXPROCS(0))
 	if err := w.Start(); err != nil {
 		ln.Close()
 		return err
