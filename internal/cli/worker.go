@@ -105,7 +105,7 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&s.appliedResults, "applied-results", false, "write a result for every applied task too, shown on the dashboard (one more Redis command per task)")
 	fs.BoolVar(&s.localBudget, "local-budget", false, "pace each endpoint in this process alone instead of sharing the budget with every worker on the Redis (only for a single worker)")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "on SIGTERM, how long to wait for tasks in flight before handing them back")
-	fs.IntVar(&s.procs, "procs", DefaultWorkerProcs, "OS threads running Go code at once (GOMAXPROCS); 0 keeps Go's choice, one per core, as does setting GOMAXPROCS in the environment. One is plenty: at the API's limit a worker needs about a third of a core, and more threads add scheduler wake-ups, not speed")
+	fs.IntVar(&s.procs, "procs", DefaultWorkerProcs, "OS threads running Go code at once (GOMAXPROCS); 0 keeps Go's choice, one per core, as does setting GOMAXPROCS in the environment. One is plenty: at the API's limit one worker needs under a quarter of a core (make bench), and more threads add scheduler wake-ups, not speed")
 	s.log.register(fs)
 	if perr := parseFlags(fs, args); perr != nil {
 		return perr
@@ -146,9 +146,10 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 // DefaultWorkerProcs is the GOMAXPROCS of `timq worker` unless --procs or
 // the GOMAXPROCS environment variable says otherwise. The API caps an app
 // at 200 calls per second per endpoint, which one worker serves with about
-// a third of a core; a second thread only adds scheduler wake-ups (futex
-// and nanosleep calls, several per task), which cost a quarter to a third
-// of the worker's CPU in make bench. Calls stay paced either way.
+// a sixth of a core in make bench; a second thread only adds scheduler
+// wake-ups (futex and nanosleep calls, several per task), which cost a
+// quarter to a third of the worker's CPU there. Calls stay paced either
+// way.
 const DefaultWorkerProcs = 1
 
 // workerProcs returns the GOMAXPROCS to set for `timq worker`, 0 for none:
