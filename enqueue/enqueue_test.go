@@ -141,6 +141,21 @@ func TestOptions(t *testing.T) {
 		t.Errorf("ProcessAt after Delay: NextProcessAt=%v MaxRetry=%d, want %v %d", info.NextProcessAt, info.MaxRetry, at, tasks.DefaultMaxRetry)
 	}
 
+	id, err = b.client.Clear(ctx, tasks.Clear{GroupId: "g4"}, enqueue.Retention(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := b.task(t, tasks.QueueClear, id); info.Retention != time.Hour {
+		t.Errorf("Retention(time.Hour): task retention %v", info.Retention)
+	}
+	id, err = b.client.Clear(ctx, tasks.Clear{GroupId: "g5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := b.task(t, tasks.QueueClear, id); info.Retention != tasks.DefaultRetention {
+		t.Errorf("default task retention %v, want %v", info.Retention, tasks.DefaultRetention)
+	}
+
 	id, err = b.client.Modify(ctx, tasks.Modify{GroupId: "g3", MsgSeq: 1, CloudCustomData: ptr("")}, enqueue.ProcessAt(at), enqueue.Delay(0))
 	if err != nil {
 		t.Fatal(err)
@@ -161,6 +176,7 @@ func TestInvalidOptionsEnqueueNothing(t *testing.T) {
 		{enqueue.MaxRetry(-1), "option MaxRetry: "},
 		{enqueue.Delay(-time.Second), "option Delay: "},
 		{enqueue.Dedup(500 * time.Millisecond), "option Dedup: "},
+		{enqueue.Retention(-time.Second), "option Retention: "},
 	} {
 		ids, err := b.client.Enqueue(context.Background(), tasks.Clear{GroupId: group}, tc.opt)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || len(ids) != 0 {

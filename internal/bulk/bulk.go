@@ -59,6 +59,9 @@ type Options struct {
 	// enqueue). Defaults to false: an identical clear or modify already
 	// waiting is counted as a duplicate and not enqueued again.
 	NoDedup bool
+	// Retention, when set, keeps each completed task that long (see
+	// enqueue.Retention). Defaults to nil: tasks.DefaultRetention.
+	Retention *time.Duration
 	// SkipInvalid enqueues the good lines of a file that has bad ones.
 	// Defaults to false: a file with a bad line enqueues nothing.
 	SkipInvalid bool
@@ -273,6 +276,9 @@ func enqueueAll(ctx context.Context, in io.Reader, q Enqueuer, opts Options, s *
 	}
 	if opts.NoDedup {
 		eopts = append(eopts, enqueue.NoDedup())
+	}
+	if opts.Retention != nil {
+		eopts = append(eopts, enqueue.Retention(*opts.Retention))
 	}
 
 	types := tasks.Types()

@@ -51,7 +51,12 @@ func runBulk(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&opts.Queue, "queue", "", "queue every task to this `name` (default: each operation's own queue)")
 	fs.BoolVar(&opts.NoDedup, "no-dedup", false, "queue clears and modifies even when identical ones are waiting")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON object")
+	retention := fs.Duration("retention", tasks.DefaultRetention, retentionUsage)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var err error
+	if opts.Retention, err = retentionOption(flagGiven(fs, "retention"), *retention); err != nil {
 		return err
 	}
 	switch {

@@ -108,6 +108,19 @@ estimated time: 2s at 2 calls/s per endpoint
 	if got, want := f.sizes(t), map[string]int{"bulk-q": 4}; !maps.Equal(got, want) {
 		t.Errorf("queues hold %v, want %v", got, want)
 	}
+
+	// --retention reaches every task; a negative one is refused.
+	code, out, errOut = f.run(t, `{"op":"clear","GroupId":"@TGS#kept"}`+"\n", "bulk", "--queue", "bulk-r", "--retention", "0s", "--json", "-")
+	if code != 0 {
+		t.Fatalf("--retention 0s: exit %d, stderr %q", code, errOut)
+	}
+	pending, err := f.insp.ListPendingTasks("bulk-r")
+	if err != nil || len(pending) != 1 || pending[0].Retention != 0 {
+		t.Errorf("--retention 0s: pending %+v, %v; want one task with no retention", pending, err)
+	}
+	if code, _, errOut = f.run(t, "", "bulk", "--retention", "-1s", "-"); code != 2 || !strings.Contains(errOut, "--retention: must not be negative") {
+		t.Errorf("--retention -1s: exit %d, stderr %q; want 2 naming --retention", code, errOut)
+	}
 }
 
 func TestBulkDryRun(t *testing.T) {

@@ -122,6 +122,13 @@ func newFlagSet(env *Env, name, usage string) *flag.FlagSet {
 	return fs
 }
 
+// flagGiven reports whether the command line set the flag called name.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}
+
 // parseFlags parses args, turning a bad flag into a one-line usage error.
 // The flag package has already printed the usage text for -h.
 func parseFlags(fs *flag.FlagSet, args []string) error {

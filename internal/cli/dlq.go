@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -213,8 +212,7 @@ func parseSelection(env *Env, name string, args []string) (dlqSelection, error) 
 			return sel, UsageError("flag %s after an ID: put flags first, or use IDs alone", id)
 		}
 	}
-	codeSet := false
-	fs.Visit(func(f *flag.Flag) { codeSet = codeSet || f.Name == "code" })
+	codeSet := flagGiven(fs, "code")
 	if codeSet && sel.code < 1 {
 		return sel, UsageError("--code must be 1 or more (entries with no code: use IDs or --all), got %d", sel.code)
 	}

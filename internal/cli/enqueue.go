@@ -46,6 +46,7 @@ type enqueueFlags struct {
 	delay                     time.Duration
 	maxRetry                  int
 	noDedup                   bool
+	retention                 time.Duration
 }
 
 // runEnqueue queues one clear, recall or modify. Invalid input is a usage
@@ -85,6 +86,7 @@ func runEnqueue(ctx context.Context, env *Env, args []string) error {
 	fs.DurationVar(&f.delay, "delay", 0, "run no sooner than this `duration` from now")
 	fs.IntVar(&f.maxRetry, "max-retry", tasks.DefaultMaxRetry, "retries before the task is dead-lettered")
 	fs.BoolVar(&f.noDedup, "no-dedup", false, "queue even when an identical clear or modify is waiting")
+	fs.DurationVar(&f.retention, "retention", tasks.DefaultRetention, retentionUsage)
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -260,7 +262,28 @@ func (f *enqueueFlags) options(set map[string]bool) ([]enqueue.Option, error) {
 	if f.noDedup {
 		opts = append(opts, enqueue.NoDedup())
 	}
+	r, err := retentionOption(set["retention"], f.retention)
+	if err != nil {
+		return nil, err
+	}
+	if r != nil {
+		opts = append(opts, enqueue.Retention(*r))
+	}
 	return opts, nil
+}
+
+// retentionUsage describes the --retention flag of enqueue and bulk.
+const retentionUsage = "keep each completed task in Redis this `long` (0: delete it on completion); about 0.7 KB each, and a task ID de-duplicates only while kept"
+
+// retentionOption checks a --retention flag: nil when it was not given.
+func retentionOption(given bool, d time.Duration) (*time.Duration, error) {
+	switch {
+	case !given:
+		return nil, nil
+	case d < 0:
+		return nil, UsageError("--retention: must not be negative, got %v", d)
+	}
+	return &d, nil
 }
 
 // fieldUsageError turns a validation error into a usage error that names

@@ -88,6 +88,15 @@ func TestEnqueueClear(t *testing.T) {
 	if got := f.sizes(t); !maps.Equal(got, map[string]int{tasks.QueueClear: 2}) {
 		t.Errorf("queues hold %v, want 2 clears", got)
 	}
+	if info := f.task(t, tasks.QueueClear, ids[0]); info.Retention != tasks.DefaultRetention {
+		t.Errorf("retention %v, want the default %v", info.Retention, tasks.DefaultRetention)
+	}
+	code, out, errOut = f.run(t, "", "enqueue", "clear", "--group", "@TGS#short", "--retention", "10m")
+	if ids := enqIDs(out); code != 0 || len(ids) != 1 {
+		t.Fatalf("--retention 10m: exit %d, stdout %q, stderr %q", code, out, errOut)
+	} else if info := f.task(t, tasks.QueueClear, ids[0]); info.Retention != 10*time.Minute {
+		t.Errorf("--retention 10m: task retention %v", info.Retention)
+	}
 }
 
 func TestEnqueueRecall(t *testing.T) {
@@ -172,6 +181,7 @@ func TestEnqueueUsageErrors(t *testing.T) {
 		{[]string{"enqueue", "clear", "--group", "g", "--delay", "-1s"}, "timq enqueue: --delay: must not be negative, got -1s\n"},
 		{[]string{"enqueue", "clear", "--group", "g", "--delay", "soon"}, "timq enqueue: invalid value \"soon\" for flag -delay: parse error\n"},
 		{[]string{"enqueue", "clear", "--group", "g", "--queue", " "}, "timq enqueue: --queue: the queue name must not be blank\n"},
+		{[]string{"enqueue", "clear", "--group", "g", "--retention", "-1h"}, "timq enqueue: --retention: must not be negative, got -1h0m0s\n"},
 	} {
 		code, out, errOut := f.run(t, "", tc.args...)
 		if code != 2 || out != "" || errOut != tc.want {

@@ -156,12 +156,10 @@ const DefaultWorkerProcs = 1
 // --procs when given, else nothing when the GOMAXPROCS variable is set,
 // else DefaultWorkerProcs.
 func workerProcs(fs *flag.FlagSet, procs int, getenv func(string) string) (int, error) {
-	given := false
-	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "procs" })
 	switch {
 	case procs < 0:
 		return 0, UsageError("--procs: must be 0 (Go's choice, one per core) or more, got %d", procs)
-	case !given && getenv("GOMAXPROCS") != "":
+	case !flagGiven(fs, "procs") && getenv("GOMAXPROCS") != "":
 		return 0, nil
 	}
 	return procs, nil
