@@ -118,7 +118,18 @@ func TestConfirmReplicasWithAReplica(t *testing.T) {
 	// and returns once the replica has caught up.
 	slept := make(chan error, 1)
 	go func() { slept <- replica.Do(context.Background(), "DEBUG", "SLEEP", "1.5").Err() }()
-	time.Sleep(100 * time.Millisecond)
+	// Start once the replica is asleep (a PING no longer answers within
+	// 50 ms), not after a fixed head start a loaded machine may not give.
+	probe := redis.NewClient(&redis.Options{Addr: replica.Options().Addr, ReadTimeout: 50 * time.Millisecond, MaxRetries: -1})
+	defer probe.Close()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if err := probe.Ping(context.Background()).Err(); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the replica still answers PING 5s after DEBUG SLEEP was sent")
+		}
+	}
 	start := time.Now()
 	ids, err := c.Recall(ctx, tasks.Recall{GroupId: group, MsgSeqList: seqs(1, 25)})
 	if err != nil || len(ids) != 3 {

@@ -17,6 +17,11 @@ import (
 func TestWorkersShareOneBudget(t *testing.T) {
 	t.Parallel()
 	b := setup(t, sim.Config{})
+	// A limit of 190 (paced at 187/s), not 200 (197/s): on a loaded CI
+	// machine calls reach the emulator with enough jitter to put 200 in a
+	// sliding second now and then (seen twice in 45 runs under load). Three
+	// local pacers would still send 561.
+	b.cfg.Rate = 190
 	const n = 600
 	b.group("shared-budget", sim.GroupPublic, n)
 	var ws []*worker.Worker

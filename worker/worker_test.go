@@ -313,11 +313,14 @@ func TestTransientFaultsAreRetriedUntilTheySucceed(t *testing.T) {
 	for i := range n {
 		b.group(fmt.Sprintf("transient-%d", i), sim.GroupPublic, 3)
 	}
+	// 26 attempts each (the worker caps a task's retries at its own
+	// MaxRetry): at a fault rate of 0.5 none is left to chance.
+	b.cfg.MaxRetry = 25
 	b.startWorker()
 	for i := range n {
 		g := fmt.Sprintf("transient-%d", i)
-		b.enqueue(tasks.Clear{GroupId: g, MsgSeq: u64(1)})
-		b.enqueue(tasks.Recall{GroupId: g, MsgSeqList: seqList(2)})
+		b.enqueue(tasks.Clear{GroupId: g, MsgSeq: u64(1)}, asynq.MaxRetry(25))
+		b.enqueue(tasks.Recall{GroupId: g, MsgSeqList: seqList(2)}, asynq.MaxRetry(25))
 		b.enqueue(tasks.Modify{GroupId: g, MsgSeq: 3, MsgBody: msgbody.Text("x")}, asynq.MaxRetry(25))
 	}
 	c := b.waitSettled(3*n, 60*time.Second)

@@ -315,25 +315,31 @@ func TestSharedIdleGrantCostsOneCommandAndSurvivesScriptFlush(t *testing.T) {
 	if err := p.lim.Wait(ctx); err != nil { // may cost EVALSHA + EVAL
 		t.Fatal(err)
 	}
+	// A slot is reserved a round trip ahead; on a loaded machine the
+	// reply or the wake-up can come more than an interval late, and the
+	// slot is then dropped (counted as wasted) and reserved again. So each
+	// wasted slot allows one more command.
 	for range 3 {
-		before := p.lim.Stats().Commands
+		before := p.lim.Stats()
 		time.Sleep(10 * time.Millisecond)
 		if err := p.lim.Wait(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if n := p.lim.Stats().Commands - before; n != 1 {
-			t.Fatalf("an idle Wait sent %d commands, want 1", n)
+		after := p.lim.Stats()
+		if n, wasted := after.Commands-before.Commands, after.Wasted-before.Wasted; n != 1+wasted {
+			t.Fatalf("an idle Wait sent %d commands with %d slots wasted, want 1 plus one per wasted slot", n, wasted)
 		}
 	}
 	if err := r.Client(t).ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	before := p.lim.Stats().Commands
+	before := p.lim.Stats()
 	if err := p.lim.Wait(ctx); err != nil {
 		t.Fatalf("Wait after SCRIPT FLUSH: %v", err)
 	}
-	if n := p.lim.Stats().Commands - before; n != 2 {
-		t.Fatalf("Wait after SCRIPT FLUSH sent %d commands, want 2 (EVALSHA, then EVAL)", n)
+	after := p.lim.Stats()
+	if n, wasted := after.Commands-before.Commands, after.Wasted-before.Wasted; n != 2+wasted {
+		t.Fatalf("Wait after SCRIPT FLUSH sent %d commands with %d slots wasted, want 2 (EVALSHA, then EVAL) plus one per wasted slot", n, wasted)
 	}
 	ttl, err := r.Client(t).PTTL(ctx, p.lim.Key()).Result()
 	if err != nil {
