@@ -52,6 +52,6 @@ clean:
 	rm -rf bin bench-out
 
 ## soak: the crash, restart, fault-storm and end-to-end tests at 5-10x their
-## make-test sizes (TIMQ_SOAK=1); with the race detector, about 15-20 minutes
+## make-test sizes (TIMQ_SOAK=1); with the race detector, about 5 minutes here
 soak:
 	TIMQ_SOAK=1 $(GO) test -race -count=1 -timeout 60m -v -run . ./internal/chaos/ ./e2e/
