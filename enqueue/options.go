@@ -110,8 +110,8 @@ func NoDedup() Option {
 // enqueued again and counts as queued (its ID is returned without error).
 // asynq keeps a task's ID until the task's retention ends
 // (tasks.DefaultRetention after it completes, or what Retention sets), so
-// the guarantee lasts that long. Never reuse an ID for a different operation: the second one would
-// be dropped silently. When the operation becomes several tasks (a recall
+// the guarantee lasts that long. Never reuse an ID for a different
+// operation: the second one would be dropped silently. When the operation becomes several tasks (a recall
 // of more than tasks.MaxRecallPerTask messages) they get the IDs id-1,
 // id-2, ... in list order. Defaults to a random UUID per task.
 func TaskID(id string) Option {

@@ -492,8 +492,8 @@ func (s *Shared) want(waiting int) int {
 	s.mu.Lock()
 	prompt := !s.lastSlot.IsZero() && time.Since(s.lastSlot) < s.interval && len(s.pool) == 0
 	s.mu.Unlock()
-	if prompt && wasted == s.wastedSeen && s.ramp > 0 {
-		s.ramp = min(2*s.ramp, s.opts.batch)
+	if prompt && wasted == s.wastedSeen {
+		s.ramp = min(max(2*s.ramp, 1), s.opts.batch)
 	} else {
 		s.ramp = 1
 	}
