@@ -236,13 +236,16 @@ type Results struct {
 	// load averages when the run started and ended: other programs' load
 	// takes CPU from the workers, the emulator and Redis.
 	LoadBefore, LoadAfter string
-	Started               time.Time
-	Elapsed               time.Duration
-	Cfg                   Config
-	Rows                  []Row
-	Recall                []RecallRow
-	Commands              []CommandMix
-	Series                []series
+	// Yardstick is this machine's CPU cost of fixed work, for comparing
+	// CPU figures across machines.
+	Yardstick Yardstick
+	Started   time.Time
+	Elapsed   time.Duration
+	Cfg       Config
+	Rows      []Row
+	Recall    []RecallRow
+	Commands  []CommandMix
+	Series    []series
 }
 
 // runner holds one bench run's processes and clients.
@@ -281,6 +284,10 @@ func Run(ctx context.Context, cfg Config) (res *Results, err error) {
 	defer r.rdb.Close()
 	r.res.Redis = r.rdb.Kind
 	r.progress("redis: %s", r.rdb.Kind)
+	if r.res.Yardstick, err = measureYardstick(ctx, r.rdb.Client()); err != nil {
+		return nil, err
+	}
+	r.progress("yardstick: %s", r.res.Yardstick)
 	if r.proxy, err = newCountingProxy(r.rdb.Addr); err != nil {
 		return nil, err
 	}

@@ -155,10 +155,10 @@ func TestTargetsAndTables(t *testing.T) {
 	res := &Results{Cfg: Config{Rate: 200, Duration: time.Second, Out: "x"}, Redis: "test", Rows: []Row{
 		{Config: "1 worker", Endpoint: "clear_group_msg", PerSecond: 197, MaxPerSecond: 199, CPUPer1k: 0.2, PeakRSS: 30 << 20, Drained: true},
 		{Config: "2 workers", Endpoint: "modify_group_msg", PerSecond: 190, MaxPerSecond: 203, Rejected: 2, CPUPer1k: 0.3, PeakRSS: 70 << 20},
-	}}
+	}, Yardstick: Yardstick{PingCPU: 20 * time.Microsecond, DecodeCPU: 3 * time.Microsecond}}
 	got := strings.Join(res.targets(), "\n")
 	for _, want := range []string{"NOT met (lowest 190.0/s, modify_group_msg, 2 workers)", "NOT met (highest 203", "2 60007 answers",
-		"(0.25 CPU s per 1k calls): NOT met (highest 0.300", "NOT met (highest 70.0 MB"} {
+		"(0.25 CPU s per 1k calls): NOT met (highest 0.300, 2 workers, the CPU of 15 Redis PING round trips per call)", "NOT met (highest 70.0 MB"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("targets lack %q:\n%s", want, got)
 		}
@@ -179,8 +179,30 @@ func TestTargetsAndTables(t *testing.T) {
 	if head, row := lines[i], lines[i+1]; len(head) != len(row) || !strings.HasSuffix(row, "-") {
 		t.Errorf("table not aligned:\n%s\n%s", head, row)
 	}
-	if md := string(res.Markdown()); !strings.Contains(md, "| 1 worker | clear_group_msg |") {
-		t.Errorf("markdown lacks the row:\n%s", md)
+	if md := string(res.Markdown()); !strings.Contains(md, "| 1 worker | clear_group_msg |") ||
+		!strings.Contains(md, "a Redis PING round trip costs 20.0 µs of client CPU, parsing a modify payload 3.0 µs") {
+		t.Errorf("markdown lacks the row or the yardstick:\n%s", md)
+	}
+}
+
+// TestYardstick measures the yardstick against an embedded Redis: both
+// figures are CPU times that a real machine cannot do in zero.
+func TestYardstick(t *testing.T) {
+	m := miniredis.RunT(t)
+	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer c.Close()
+	y, err := measureYardstick(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if y.PingCPU <= 0 || y.PingCPU > 10*time.Millisecond || y.DecodeCPU <= 0 || y.DecodeCPU > time.Millisecond {
+		t.Errorf("yardstick = %+v: want a PING in (0, 10ms] and a decode in (0, 1ms]", y)
+	}
+	if got := y.InPings(10 * y.PingCPU); got != 10 {
+		t.Errorf("InPings(10 PINGs) = %v", got)
+	}
+	if got := (Yardstick{}).InPings(time.Millisecond); got != 0 {
+		t.Errorf("InPings without a yardstick = %v, want 0", got)
 	}
 }
 

@@ -131,10 +131,20 @@ func (res *Results) targets() []string {
 			0.98*limit, met(low.PerSecond >= 0.98*limit), low.PerSecond, low.Endpoint, low.Config),
 		fmt.Sprintf("no sliding second over %d calls and no 60007: %s (highest %d, %s, %s; %d 60007 answers in all)",
 			res.Cfg.Rate, met(peak.MaxPerSecond <= int64(res.Cfg.Rate) && rej == 0), peak.MaxPerSecond, peak.Endpoint, peak.Config, rej),
-		fmt.Sprintf("worker CPU <= 0.15 core per %.0f calls/s (%.2f CPU s per 1k calls): %s (highest %.3f, %s)",
-			3*limit, cpuTarget, met(cpu.CPUPer1k <= cpuTarget), cpu.CPUPer1k, cpu.Config),
+		fmt.Sprintf("worker CPU <= 0.15 core per %.0f calls/s (%.2f CPU s per 1k calls): %s (highest %.3f, %s%s)",
+			3*limit, cpuTarget, met(cpu.CPUPer1k <= cpuTarget), cpu.CPUPer1k, cpu.Config, res.inPings(cpu.CPUPer1k)),
 		fmt.Sprintf("peak RSS <= 64 MB per worker: %s (highest %.1f MB, %s)", met(rss.PeakRSS <= 64<<20), float64(rss.PeakRSS)/(1<<20), rss.Config),
 	}
+}
+
+// inPings is ", N PING round trips per call" for a CPU figure in CPU s per
+// 1k calls, or "" without a yardstick.
+func (res *Results) inPings(cpuPer1k float64) string {
+	n := res.Yardstick.InPings(time.Duration(cpuPer1k * float64(time.Millisecond)))
+	if n <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", the CPU of %.0f Redis PING round trips per call", n)
 }
 
 // WriteText prints the results as aligned text tables.
@@ -142,7 +152,8 @@ func (res *Results) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "timq bench: %s busy per backlog, emulator limit %d/s per endpoint, latency %v + up to %v jitter\n",
 		res.Cfg.Duration, res.Cfg.Rate, res.Cfg.Latency, res.Cfg.Jitter)
 	fmt.Fprintf(w, "Redis: %s\n", res.Redis)
-	fmt.Fprintf(w, "Machine: %d cores, load average %s at the start (before the bench's own load)%s\n\n", numCPU(), res.LoadBefore, busyNote(res.LoadBefore))
+	fmt.Fprintf(w, "Machine: %d cores, load average %s at the start (before the bench's own load)%s\n", numCPU(), res.LoadBefore, busyNote(res.LoadBefore))
+	fmt.Fprintf(w, "Yardstick: %s\n\n", res.Yardstick)
 	if err := res.mainTable().text(w); err != nil {
 		return err
 	}
@@ -172,6 +183,8 @@ func (res *Results) Markdown() []byte {
 		"(TIMQ_RATE=%d), on this machine's %d cores alongside the emulator, Redis and the bench itself.\n\n",
 		res.Started.UTC().Format(time.RFC3339), res.Elapsed.Round(time.Second), res.Redis, c.Rate, c.Latency, c.Jitter, c.Rate, numCPU())
 	fmt.Fprintf(&b, "Load average (1, 5, 15 min) at the start: %s; at the end: %s%s\n\n", res.LoadBefore, res.LoadAfter, busyNote(res.LoadBefore))
+	fmt.Fprintf(&b, "Yardstick, measured by the bench before the workers start: %s. "+
+		"CPU per call depends on the machine as much as on timq: compare CPU figures only between runs with similar yardsticks.\n\n", res.Yardstick)
 	fmt.Fprintf(&b, "## Mixed backlog (clear, recall and modify at once)\n\n")
 	res.mainTable().markdown(&b)
 	if t := res.targets(); len(t) > 0 {
