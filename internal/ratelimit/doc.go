@@ -35,7 +35,7 @@
 // process about one command per batch (0.2 per call with four processes in
 // the tests), never more than the two per API call allowed. A goroutine
 // that waits for one slot at a time and comes straight back for the next
-// (the recall batcher) gets reservations of 1, 2, 4 and then a batch, so it
+// gets reservations of 1, 2, 4 and then a batch, so it
 // too costs about one command per batch; a late return or a wasted slot
 // starts it again at one. The script
 // refuses to start a reservation more than four horizons ahead, answering

@@ -480,7 +480,8 @@ func (s *Shared) fetch() {
 //
 // Usually that is one per goroutine, at most a batch. But a caller that
 // waits for one slot at a time, using each as soon as it comes (the recall
-// batcher under a backlog), would then cost a Redis command per call. So
+// batcher with one batch queued at a time), would then cost a Redis command
+// per call. So
 // when no slot was wasted since the last reservation and a goroutine
 // waits again within one interval of the last slot (every slot was used,
 // and the next would have been in time), the reservation doubles, up to a

@@ -354,8 +354,8 @@ func TestSharedIdleGrantCostsOneCommandAndSurvivesScriptFlush(t *testing.T) {
 	waitFetcherStops(t, p.lim)
 }
 
-// A caller that waits for one slot at a time and comes straight back (the
-// recall batcher under a backlog) gets growing reservations instead of
+// A caller that waits for one slot at a time and comes straight back (as
+// the recall batcher did when it had one dispatcher) gets growing reservations instead of
 // costing a command per call, and every reserved slot is still accounted
 // for.
 func TestSharedSerialCallerIsNotACommandPerCall(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -287,5 +288,76 @@ func TestRepeatedMessageGoesToAnotherBatch(t *testing.T) {
 	wg.Wait()
 	if got := r.sizes(Key{GroupID: "g"}); !slices.Equal(got, []int{1, 1}) {
 		t.Fatalf("call sizes = %v, want two calls of one message", got)
+	}
+}
+
+// countingGate is a gate that also counts the callers waiting in Wait.
+type countingGate struct {
+	*gate
+	waiting atomic.Int32
+}
+
+func (g *countingGate) Wait(ctx context.Context) error {
+	g.waiting.Add(1)
+	defer g.waiting.Add(-1)
+	return g.gate.Wait(ctx)
+}
+
+// waitWaiting waits until exactly want callers wait for a token, then
+// checks that no more join them (a surplus waiter would take a token that
+// no batch needs, a slot of the budget lost).
+func (g *countingGate) waitWaiting(t *testing.T, want int32) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for g.waiting.Load() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d callers wait for a token, want %d", g.waiting.Load(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if got := g.waiting.Load(); got != want {
+		t.Fatalf("%d callers wait for a token, want %d", got, want)
+	}
+}
+
+func TestWaitsForOneTokenPerQueuedBatchUpToFour(t *testing.T) {
+	t.Parallel()
+	g := &countingGate{gate: newGate()}
+	r := &recorder{}
+	b := start(t, g, r)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	recall := func(group string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := b.Recall(context.Background(), Key{GroupID: group}, []uint64{1})
+			errs <- err
+		}()
+	}
+	recall("A")
+	recall("B")
+	waitQueued(t, b, 2, 2)
+	g.waitWaiting(t, 2)
+	for i := range 6 {
+		recall(fmt.Sprint("C", i))
+	}
+	waitQueued(t, b, 8, 8)
+	g.waitWaiting(t, dispatchers)
+	g.grant(8)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("Recall: %v", err)
+		}
+	}
+	if len(r.calls) != 8 {
+		t.Errorf("%d calls for 8 one-message recalls of 8 groups, want 8", len(r.calls))
+	}
+	g.waitWaiting(t, 0)
+	if left := len(g.tokens); left != 0 {
+		t.Errorf("%d of the 8 tokens unused", left)
 	}
 }
