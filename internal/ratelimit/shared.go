@@ -162,6 +162,10 @@ type Shared struct {
 	down     bool          // the last Redis command failed
 	lastSlot time.Time     // the latest slot Redis gave this process
 	srtt     time.Duration // smoothed round trip to Redis
+	clock    redisClock    // the Redis clock on the local one (under mu)
+	// lastLocal is the local time of the latest slot mapped (only the
+	// fetch goroutine uses it).
+	lastLocal time.Time
 	// lastEndUS is, on the Redis clock, the end of the last slots Redis
 	// gave this process (only the fetch goroutine uses it).
 	lastEndUS int64
@@ -173,6 +177,9 @@ type Shared struct {
 	// onSlots, when set (tests), sees every reservation: the Redis time of
 	// its first slot, the count and the interval, all in microseconds.
 	onSlots func(startUS int64, k int, intervalUS int64)
+	// onLocalSlots, when set (tests), sees every reservation's slots in
+	// local time, as Wait will use them.
+	onLocalSlots func(slots []time.Time)
 }
 
 type slotWaiter struct{ ch chan time.Time }
@@ -576,9 +583,7 @@ func (s *Shared) reserve(ctx context.Context, want int, pause time.Duration) (re
 	if err != nil {
 		return reservation{}, err
 	}
-	// Redis read its clock somewhere in the round trip; take the middle.
-	mid := sent.Add(recv.Sub(sent) / 2)
-	local := func(us int64) time.Time { return mid.Add(time.Duration(us-now) * time.Microsecond) }
+	local := s.clock.sample(&s.mu, sent, recv, now)
 	if k == 0 {
 		return reservation{nowUS: now, retryAt: local(at)}, nil
 	}
@@ -593,10 +598,69 @@ func (s *Shared) reserve(ctx context.Context, want int, pause time.Duration) (re
 	for i := range k {
 		t := local(at + int64(i)*s.ivUS)
 		// The process's own token bucket keeps its slots an interval apart
-		// when the clock estimate moved since the last reply.
+		// when the clock estimate moved since the last reply. It reserves in
+		// time order only: a slot the new estimate puts before the last one
+		// is asked for at the last one's time, or the bucket would let the
+		// two bunch.
+		if t.Before(s.lastLocal) {
+			t = s.lastLocal
+		}
 		r.slots[i] = t.Add(s.local.ReserveN(t, 1).DelayFrom(t))
+		s.lastLocal = r.slots[i]
+	}
+	if s.onLocalSlots != nil {
+		s.onLocalSlots(r.slots)
 	}
 	return r, nil
+}
+
+// clockSamples is how many recent round trips the clock estimate weighs.
+const clockSamples = 16
+
+// clockSlack is how much slower than twice the fastest recent round trip a
+// reply may be and still move the clock estimate.
+const clockSlack = 500 * time.Microsecond
+
+// redisClock maps the Redis clock onto the process's monotonic clock.
+//
+// Each reply says what Redis's clock read at some moment of the round trip;
+// the middle of the round trip is the best guess, wrong by up to half of
+// it. Taking every reply's guess moved the mapping by half of any slow reply:
+// a process busy starting 600 tasks read one reply 30-50 ms late, mapped
+// that reservation's slots 15-25 ms late, and the next reservation's,
+// mapped from a fast reply, fell among them. Up to five calls bunched, and
+// make bench's recall scenarios saw 201-205 calls in a sliding second and
+// 60007s. So only a reply about as fast as the fastest of the recent ones
+// (at most twice it plus clockSlack) moves the estimate, as NTP trusts its
+// fastest exchanges; the first reply sets it whatever its speed. Because the
+// window holds the slow round trips too, a network that has become slower
+// for good is trusted again within clockSamples replies.
+type redisClock struct {
+	set    bool
+	base   time.Time // the local time Redis's clock read baseUS
+	baseUS int64
+	rtts   [clockSamples]time.Duration
+	n      int // replies seen
+}
+
+// sample folds one reply (sent and received at local times sent and recv,
+// Redis's clock reading nowUS) into the estimate under mu and returns the
+// mapping to use for that reply's times.
+func (c *redisClock) sample(mu *sync.Mutex, sent, recv time.Time, nowUS int64) func(us int64) time.Time {
+	rtt := recv.Sub(sent)
+	mu.Lock()
+	c.rtts[c.n%clockSamples] = rtt
+	c.n++
+	fastest := rtt
+	for _, d := range c.rtts[:min(c.n, clockSamples)] {
+		fastest = min(fastest, d)
+	}
+	if !c.set || rtt <= 2*fastest+clockSlack {
+		c.set, c.base, c.baseUS = true, sent.Add(rtt/2), nowUS
+	}
+	base, baseUS := c.base, c.baseUS
+	mu.Unlock()
+	return func(us int64) time.Time { return base.Add(time.Duration(us-baseUS) * time.Microsecond) }
 }
 
 func parseReply(v any) (now int64, k int, at int64, err error) {

@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"slices"
 	"strings"
@@ -509,5 +510,90 @@ func TestSharedBudgetThatGoesBackInTimeIsPushedPastEveryHeldSlot(t *testing.T) {
 	}
 	if len(slots) < held+2 {
 		t.Fatalf("%d reservations: the one that went back in time was not dropped", len(slots))
+	}
+}
+
+// slowReply is a go-redis hook that returns the nth script reply late, as a
+// process busy elsewhere reads a reply late.
+type slowReply struct {
+	nth   int64
+	delay time.Duration
+	seen  atomic.Int64
+}
+
+func (h *slowReply) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *slowReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if name := cmd.Name(); (name == "evalsha" || name == "eval") && h.seen.Add(1) == h.nth {
+			time.Sleep(h.delay)
+		}
+		return err
+	}
+}
+func (h *slowReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// A reply read late must not move the process's map of the Redis clock:
+// mapped from it, a reservation's slots fell 20 ms late, among the next
+// reservation's, and calls bunched past the limit. Every slot the process
+// hands out stays at least an interval after the one before, in local time.
+func TestSharedSlowReplyDoesNotBunchSlots(t *testing.T) {
+	t.Parallel()
+	r := testenv.Redis(t)
+	c := r.Client(t)
+	slow := &slowReply{nth: 3, delay: 40 * time.Millisecond}
+	c.AddHook(slow)
+	s := NewShared(c, "1400000001:group_msg_recall", 200)
+	var mu sync.Mutex
+	var local []time.Time
+	var redisUS []int64
+	s.onSlots = func(start int64, k int, iv int64) {
+		mu.Lock()
+		for i := range k {
+			redisUS = append(redisUS, start+int64(i)*iv)
+		}
+		mu.Unlock()
+	}
+	s.onLocalSlots = func(slots []time.Time) {
+		mu.Lock()
+		local = append(local, slots...)
+		mu.Unlock()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	hammer(ctx, &wg, s, 20)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().Grants < 100 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	if n := slow.seen.Load(); n < 5 {
+		t.Fatalf("%d reservations, want at least 5 (the 3rd one slow)", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// In the order the process mapped them, each slot comes an interval
+	// after the one before (less a microsecond of rounding).
+	for i := 1; i < len(local); i++ {
+		if gap := local[i].Sub(local[i-1]); gap < s.Interval()-time.Microsecond {
+			t.Fatalf("slot %d is %v after slot %d, want at least the interval %v (%d slots mapped)", i, gap, i-1, s.Interval(), len(local))
+		}
+	}
+	// And the slow reply did not move the map: every slot's local time is
+	// its Redis time plus one offset, give or take less than an interval
+	// (the slow reply's own estimate was about 20 ms off).
+	if len(redisUS) != len(local) {
+		t.Fatalf("%d slots from Redis, %d mapped", len(redisUS), len(local))
+	}
+	lo, hi := time.Duration(math.MaxInt64), time.Duration(math.MinInt64)
+	for i := range local {
+		off := time.Duration(local[i].UnixNano()) - time.Duration(redisUS[i])*time.Microsecond
+		lo, hi = min(lo, off), max(hi, off)
+	}
+	if hi-lo >= s.Interval() {
+		t.Fatalf("local slot times stray %v from one offset to the Redis clock, want under %v", hi-lo, s.Interval())
 	}
 }
