@@ -135,10 +135,12 @@ func New(cfg Config) (*Worker, error) {
 		w.budgets[ep] = shared
 		w.pacers[ep] = shared
 	}
-	// Every wait for a token is timed, whoever waits (a task or the recall
+	// After a cold start each endpoint goes at half rate for a moment, while
+	// the HTTP client opens its connections (see ratelimit.ColdStart). Every
+	// wait for a token is timed, whoever waits (a task or the recall
 	// batcher).
 	for ep, l := range w.pacers {
-		w.pacers[ep] = m.TimeWaits(ep, l)
+		w.pacers[ep] = m.TimeWaits(ep, ratelimit.NewColdStart(l, cfg.Rate))
 	}
 	w.recalls = recallbatch.New(w.pacers[chatapi.EndpointRecall], w.sendRecall, recallbatch.Options{
 		ThrottleDelay: cfg.ThrottleDelay,
