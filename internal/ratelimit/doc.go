@@ -48,14 +48,18 @@
 // share within a horizon. The key expires a second after its TAT passes.
 //
 // Slots go through the process's own x/time/rate token bucket (rate
-// limit*Headroom, burst 1), which keeps the process's calls an interval
-// apart when the Redis-to-local clock estimate moves between replies. A
+// limit*Headroom, burst 1), in time order, which keeps the process's calls
+// an interval apart when the Redis-to-local clock estimate moves between
+// replies. The estimate moves only on replies about as fast as the fastest
+// recent ones, so a reply the process read late does not shift slots. A
 // goroutine that wakes more than one interval after its slot (a stalled
 // process) does not call late, which could bunch calls; it asks for a new
 // slot. So every call goes out in [slot, slot+interval) of local time and
 // any sliding second holds at most floor((1 s + interval)/interval) + 1 =
 // 198 calls for a limit of 200, plus the spread of the processes' clock
-// estimates (a loopback or LAN round trip).
+// estimates (a loopback or LAN round trip), plus whatever delays a call
+// between its slot and the server: a new connection's handshake (see
+// ColdStart), a CPU-starved process, the network.
 //
 // # Why not redis_rate, or leased tokens
 //
