@@ -459,6 +459,7 @@ func (s *Shared) fetch() {
 			s.wasted.Add(int64(res.k))
 			pause = time.Duration(s.lastEndUS-res.nowUS)*time.Microsecond + s.opts.horizon
 			s.lastEndUS = 0
+			s.clock.reset(&s.mu) // perhaps another server, another clock
 			s.opts.log.Warn("rate budget: the budget in Redis went back in time (failover?); pausing past the slots already handed out",
 				"key", s.key, "pause", pause)
 			continue
@@ -632,9 +633,12 @@ const clockSlack = 500 * time.Microsecond
 // make bench's recall scenarios saw 201-205 calls in a sliding second and
 // 60007s. So only a reply about as fast as the fastest of the recent ones
 // (at most twice it plus clockSlack) moves the estimate, as NTP trusts its
-// fastest exchanges; the first reply sets it whatever its speed. Because the
-// window holds the slow round trips too, a network that has become slower
-// for good is trusted again within clockSamples replies.
+// fastest exchanges; the first reply sets it whatever its speed, and so
+// does a reply that proves the estimate wrong (its Redis time, mapped,
+// falls outside its own round trip). Because the window holds the slow
+// round trips too, a network that has become slower for good is trusted
+// again within clockSamples replies, and after a Redis error or a budget
+// that went back in time (a failover) the estimate starts afresh.
 type redisClock struct {
 	set    bool
 	base   time.Time // the local time Redis's clock read baseUS
@@ -655,12 +659,27 @@ func (c *redisClock) sample(mu *sync.Mutex, sent, recv time.Time, nowUS int64) f
 	for _, d := range c.rtts[:min(c.n, clockSamples)] {
 		fastest = min(fastest, d)
 	}
-	if !c.set || rtt <= 2*fastest+clockSlack {
+	// A reply whose Redis time the estimate puts outside its own round
+	// trip proves the estimate wrong (a new primary, a clock step, a path
+	// that got slower): take it whatever its speed.
+	wrong := false
+	if c.set {
+		p := c.base.Add(time.Duration(nowUS-c.baseUS) * time.Microsecond)
+		wrong = p.Before(sent) || p.After(recv)
+	}
+	if !c.set || wrong || rtt <= 2*fastest+clockSlack {
 		c.set, c.base, c.baseUS = true, sent.Add(rtt/2), nowUS
 	}
 	base, baseUS := c.base, c.baseUS
 	mu.Unlock()
 	return func(us int64) time.Time { return base.Add(time.Duration(us-baseUS) * time.Microsecond) }
+}
+
+// reset forgets the estimate, under mu: the next reply sets it.
+func (c *redisClock) reset(mu *sync.Mutex) {
+	mu.Lock()
+	c.set, c.n = false, 0
+	mu.Unlock()
 }
 
 func parseReply(v any) (now int64, k int, at int64, err error) {
@@ -704,6 +723,7 @@ func (s *Shared) noteRoundTrip(d time.Duration) {
 }
 
 func (s *Shared) noteDown(err error) {
+	s.clock.reset(&s.mu) // the next answer may come from another server
 	s.mu.Lock()
 	was := s.down
 	s.down = true
