@@ -140,7 +140,7 @@ func New(cfg Config) (*Worker, error) {
 	// wait for a token is timed, whoever waits (a task or the recall
 	// batcher).
 	for ep, l := range w.pacers {
-		w.pacers[ep] = m.TimeWaits(ep, ratelimit.NewColdStart(l, cfg.Rate))
+		w.pacers[ep] = m.TimeWaits(ep, ratelimit.NewColdStart(l))
 	}
 	w.recalls = recallbatch.New(w.pacers[chatapi.EndpointRecall], w.sendRecall, recallbatch.Options{
 		ThrottleDelay: cfg.ThrottleDelay,

@@ -4,15 +4,13 @@ import (
 	"context"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // Cold-start defaults.
 const (
-	// DefaultColdRamp is how long calls go at half rate after a cold start.
-	// At half of 197 calls/s it leaves about 30 calls of room in the
-	// server's window, enough for handshakes of up to about 150 ms.
+	// DefaultColdRamp is how long a cold start lasts. At 197 calls/s it
+	// leaves about 30 slots empty, room for handshakes of up to about
+	// 150 ms (TLS to Tencent included).
 	DefaultColdRamp = 300 * time.Millisecond
 	// DefaultColdAfter is how long without a call makes the next one a cold
 	// start: shorter than net/http's 90 s idle-connection timeout, so a
@@ -20,9 +18,10 @@ const (
 	DefaultColdAfter = 30 * time.Second
 )
 
-// ColdStart is a Limiter that lets calls out at half rate for a while after
-// a cold start (its first call, or the first after a pause of ColdAfter),
-// and otherwise defers to the Limiter it wraps.
+// ColdStart is a Limiter that, for a while after a cold start (its first
+// call, or the first after a pause of ColdAfter), takes the wrapped
+// Limiter's slots two at a time and leaves the first of each pair empty;
+// otherwise it defers to the Limiter it wraps.
 //
 // After a cold start the HTTP client has no open connections, so each of
 // the first calls waits for a TCP (and TLS) handshake after its slot and
@@ -31,52 +30,93 @@ const (
 // limiter let out in any second: make bench's recall scenarios saw the
 // first six calls of a new worker arrive 25-50 ms late, within 3 ms of each
 // other, and the window from there held 201-205 calls at a limit of 200
-// (and 60007s) in 6 of 10 short runs. At half rate for the ramp, that
-// window holds about rate*ramp/2 fewer calls, which absorbs the
-// handshakes; the cost is those calls, once per cold start.
+// (and 60007s) in 6 of 10 short runs. The empty slots make room in that
+// window: they are used up, so no other process sharing the budget fills
+// them, as it would fill slots this one merely did not ask for. The cost is
+// about half a ramp's slots per cold start (about 30).
+//
+// During a ramp callers take their turn one at a time, so that the two
+// slots of a pair are the process's consecutive ones; a caller still
+// waiting for its turn when the ramp ends waits as usual instead.
 type ColdStart struct {
 	inner Limiter
-	warm  *rate.Limiter // half of rate, burst 1
 	ramp  time.Duration
 	after time.Duration
+	turn  chan struct{} // capacity 1: held while a caller takes its pair
 
 	mu      sync.Mutex
 	last    time.Time // the last grant; zero before the first
 	rampEnd time.Time
 }
 
-// NewColdStart wraps inner, whose rate is limit*Headroom calls per second,
-// with the default ramp and pause (DefaultColdRamp, DefaultColdAfter).
-func NewColdStart(inner Limiter, limit float64) *ColdStart {
-	return newColdStart(inner, limit, DefaultColdRamp, DefaultColdAfter)
+// NewColdStart wraps inner with the default ramp and pause
+// (DefaultColdRamp, DefaultColdAfter).
+func NewColdStart(inner Limiter) *ColdStart {
+	return newColdStart(inner, DefaultColdRamp, DefaultColdAfter)
 }
 
-func newColdStart(inner Limiter, limit float64, ramp, after time.Duration) *ColdStart {
-	return &ColdStart{inner: inner, warm: rate.NewLimiter(rate.Limit(limit*Headroom/2), 1), ramp: ramp, after: after}
+func newColdStart(inner Limiter, ramp, after time.Duration) *ColdStart {
+	return &ColdStart{inner: inner, ramp: ramp, after: after, turn: make(chan struct{}, 1)}
 }
 
-// Wait blocks until a call may go out: during a ramp, first for the half
-// rate, then for the wrapped Limiter.
+// Wait blocks until a call may go out: during a ramp, until the second slot
+// of a pair, otherwise until the wrapped Limiter's next slot.
 func (c *ColdStart) Wait(ctx context.Context) error {
-	c.mu.Lock()
-	now := time.Now()
-	if c.last.IsZero() || now.Sub(c.last) > c.after {
-		c.rampEnd = now.Add(c.ramp)
-	}
-	ramping := now.Before(c.rampEnd)
-	c.mu.Unlock()
-	if ramping {
-		if err := c.warm.Wait(ctx); err != nil {
+	if end, ok := c.ramping(); ok {
+		paired, err := c.waitPair(ctx, end)
+		if err != nil {
 			return err
+		}
+		if paired {
+			c.granted()
+			return nil
 		}
 	}
 	if err := c.inner.Wait(ctx); err != nil {
 		return err
 	}
+	c.granted()
+	return nil
+}
+
+// ramping starts a ramp on a cold start and reports whether one runs and
+// when it ends.
+func (c *ColdStart) ramping() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if (c.last.IsZero() || now.Sub(c.last) > c.after) && !now.Before(c.rampEnd) {
+		c.rampEnd = now.Add(c.ramp)
+	}
+	return c.rampEnd, now.Before(c.rampEnd)
+}
+
+// waitPair waits for the caller's turn, unless the ramp ends first (then it
+// reports false), and then for two slots of the wrapped Limiter, leaving
+// the first empty.
+func (c *ColdStart) waitPair(ctx context.Context, end time.Time) (bool, error) {
+	t := time.NewTimer(time.Until(end))
+	defer t.Stop()
+	select {
+	case c.turn <- struct{}{}:
+	case <-t.C:
+		return false, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-c.turn }()
+	for range 2 {
+		if err := c.inner.Wait(ctx); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func (c *ColdStart) granted() {
 	c.mu.Lock()
 	c.last = time.Now()
 	c.mu.Unlock()
-	return nil
 }
 
 // Backoff passes the pause to the wrapped Limiter.
