@@ -283,7 +283,17 @@ func (b *Batcher) dispatch(ctx context.Context) {
 		b.waiting--
 		if err != nil {
 			b.mu.Unlock()
-			return
+			if ctx.Err() != nil {
+				return
+			}
+			// No token, and not stopping: try again shortly, so that a
+			// limiter error never leaves batches without a dispatcher.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
 		}
 		if len(b.queue) == 0 { // every member left while we waited
 			b.mu.Unlock()

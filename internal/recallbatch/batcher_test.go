@@ -346,7 +346,13 @@ func TestWaitsForOneTokenPerQueuedBatchUpToFour(t *testing.T) {
 	waitQueued(t, b, 8, 8)
 	g.waitWaiting(t, dispatchers)
 	g.grant(8)
-	wg.Wait()
+	sent := make(chan struct{})
+	go func() { wg.Wait(); close(sent) }()
+	select {
+	case <-sent:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("8 tokens did not send the 8 batches (%d pending): a token went to a dispatcher with no batch", b.Pending())
+	}
 	close(errs)
 	for err := range errs {
 		if err != nil {
@@ -357,7 +363,41 @@ func TestWaitsForOneTokenPerQueuedBatchUpToFour(t *testing.T) {
 		t.Errorf("%d calls for 8 one-message recalls of 8 groups, want 8", len(r.calls))
 	}
 	g.waitWaiting(t, 0)
-	if left := len(g.tokens); left != 0 {
-		t.Errorf("%d of the 8 tokens unused", left)
+}
+
+// failingLimiter fails its first n Waits with an error that is not the
+// context's, then never waits.
+type failingLimiter struct{ n atomic.Int32 }
+
+func (l *failingLimiter) Wait(ctx context.Context) error {
+	if l.n.Add(-1) >= 0 {
+		return errors.New("limiter trouble")
+	}
+	return ctx.Err()
+}
+func (l *failingLimiter) Backoff(time.Duration) {}
+
+func TestLimiterErrorsDoNotStopTheDispatchers(t *testing.T) {
+	t.Parallel()
+	lim := &failingLimiter{}
+	lim.n.Store(2 * dispatchers) // every dispatcher fails twice
+	r := &recorder{}
+	b := start(t, lim, r)
+	var wg sync.WaitGroup
+	for i := range dispatchers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := b.Recall(context.Background(), Key{GroupID: fmt.Sprint("g", i)}, []uint64{1}); err != nil {
+				t.Errorf("Recall: %v", err)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("recalls still waiting after the limiter's errors; %d batches pending", b.Pending())
 	}
 }
