@@ -643,6 +643,7 @@ type redisClock struct {
 	set    bool
 	base   time.Time // the local time Redis's clock read baseUS
 	baseUS int64
+	rtt    time.Duration // the round trip of the reply that set base
 	rtts   [clockSamples]time.Duration
 	n      int // replies seen
 }
@@ -660,15 +661,19 @@ func (c *redisClock) sample(mu *sync.Mutex, sent, recv time.Time, nowUS int64) f
 		fastest = min(fastest, d)
 	}
 	// A reply whose Redis time the estimate puts outside its own round
-	// trip proves the estimate wrong (a new primary, a clock step, a path
-	// that got slower): take it whatever its speed.
+	// trip, by more than the estimate's own uncertainty, proves the
+	// estimate wrong (a new primary, a clock step, a path that got slower):
+	// take it whatever its speed. Without the margin, a slow reply whose
+	// Redis time fell at the very end of its trip could pass for proof and
+	// move the estimate by half of that trip.
 	wrong := false
 	if c.set {
 		p := c.base.Add(time.Duration(nowUS-c.baseUS) * time.Microsecond)
-		wrong = p.Before(sent) || p.After(recv)
+		margin := c.rtt/2 + clockSlack
+		wrong = p.Before(sent.Add(-margin)) || p.After(recv.Add(margin))
 	}
 	if !c.set || wrong || rtt <= 2*fastest+clockSlack {
-		c.set, c.base, c.baseUS = true, sent.Add(rtt/2), nowUS
+		c.set, c.base, c.baseUS, c.rtt = true, sent.Add(rtt/2), nowUS, rtt
 	}
 	base, baseUS := c.base, c.baseUS
 	mu.Unlock()

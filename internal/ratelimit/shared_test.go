@@ -629,6 +629,12 @@ func TestRedisClockTakesFastOrProvenReplies(t *testing.T) {
 	if got := m(1_000_000 + 100*ms); !got.Equal(at(100*time.Millisecond + 500*time.Microsecond)) {
 		t.Fatalf("a slow reply that fits moved the estimate: maps to %v, want 100.5ms", got.Sub(t0))
 	}
+	// Nor does one whose Redis time falls just after its end (0.3 ms, less
+	// than the estimate's own uncertainty): that proves nothing.
+	m = c.sample(&mu, at(150*time.Millisecond), at(160*time.Millisecond), 1_000_000+159_800)
+	if got := m(1_000_000 + 159_800); !got.Equal(at(160*time.Millisecond + 300*time.Microsecond)) {
+		t.Fatalf("a slow reply within the estimate's uncertainty moved it: maps to %v, want 160.3ms", got.Sub(t0))
+	}
 	// A slow reply whose Redis time is a second ahead of the estimate (a
 	// new primary) proves it wrong: it is taken.
 	m = c.sample(&mu, at(200*time.Millisecond), at(240*time.Millisecond), 1_000_000+1200*ms)
