@@ -346,11 +346,7 @@ func TestWaitsForOneTokenPerQueuedBatchUpToFour(t *testing.T) {
 	waitQueued(t, b, 8, 8)
 	g.waitWaiting(t, dispatchers)
 	g.grant(8)
-	sent := make(chan struct{})
-	go func() { wg.Wait(); close(sent) }()
-	select {
-	case <-sent:
-	case <-time.After(10 * time.Second):
+	if !waitGroupDone(&wg, 10*time.Second) {
 		t.Fatalf("8 tokens did not send the 8 batches (%d pending): a token went to a dispatcher with no batch", b.Pending())
 	}
 	close(errs)
@@ -393,11 +389,19 @@ func TestLimiterErrorsDoNotStopTheDispatchers(t *testing.T) {
 			}
 		}()
 	}
+	if !waitGroupDone(&wg, 10*time.Second) {
+		t.Fatalf("recalls still waiting after the limiter's errors; %d batches pending", b.Pending())
+	}
+}
+
+// waitGroupDone waits up to d for wg and reports whether it finished.
+func waitGroupDone(wg *sync.WaitGroup, d time.Duration) bool {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("recalls still waiting after the limiter's errors; %d batches pending", b.Pending())
+		return true
+	case <-time.After(d):
+		return false
 	}
 }
