@@ -135,8 +135,9 @@ func New(cfg Config) (*Worker, error) {
 		w.budgets[ep] = shared
 		w.pacers[ep] = shared
 	}
-	// After a cold start each endpoint goes at half rate for a moment, while
-	// the HTTP client opens its connections (see ratelimit.ColdStart). Every
+	// After a cold start each endpoint leaves every second slot empty for a
+	// moment, while the HTTP client opens its connections (see
+	// ratelimit.ColdStart). Every
 	// wait for a token is timed, whoever waits (a task or the recall
 	// batcher).
 	for ep, l := range w.pacers {

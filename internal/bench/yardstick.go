@@ -14,7 +14,7 @@ import (
 // Yardstick is what this machine charges in CPU for two fixed pieces of
 // work, measured in the bench process before any worker starts. The
 // workers' CPU per call depends on the machine as much as on timq (the same
-// commit measured 0.26 and 0.66-0.73 CPU s per 1k calls with one worker on
+// commit measured 0.26 and 0.63-0.73 CPU s per 1k calls with one worker on
 // two machines of the same kind), so a run's CPU figures are comparable
 // with another's only next to their yardsticks.
 type Yardstick struct {

@@ -162,7 +162,7 @@ type Shared struct {
 	down     bool          // the last Redis command failed
 	lastSlot time.Time     // the latest slot Redis gave this process
 	srtt     time.Duration // smoothed round trip to Redis
-	clock    redisClock    // the Redis clock on the local one (under mu)
+	clock    redisClock    // the Redis clock on the local one (own lock)
 	// lastLocal is the local time of the latest slot mapped (only the
 	// fetch goroutine uses it).
 	lastLocal time.Time
@@ -459,7 +459,7 @@ func (s *Shared) fetch() {
 			s.wasted.Add(int64(res.k))
 			pause = time.Duration(s.lastEndUS-res.nowUS)*time.Microsecond + s.opts.horizon
 			s.lastEndUS = 0
-			s.clock.reset(&s.mu) // perhaps another server, another clock
+			s.clock.reset() // perhaps another server, another clock
 			s.opts.log.Warn("rate budget: the budget in Redis went back in time (failover?); pausing past the slots already handed out",
 				"key", s.key, "pause", pause)
 			continue
@@ -584,7 +584,7 @@ func (s *Shared) reserve(ctx context.Context, want int, pause time.Duration) (re
 	if err != nil {
 		return reservation{}, err
 	}
-	local := s.clock.sample(&s.mu, sent, recv, now)
+	local := s.clock.sample(sent, recv, now)
 	if k == 0 {
 		return reservation{nowUS: now, retryAt: local(at)}, nil
 	}
@@ -619,7 +619,9 @@ func (s *Shared) reserve(ctx context.Context, want int, pause time.Duration) (re
 const clockSamples = 16
 
 // clockSlack is how much slower than twice the fastest recent round trip a
-// reply may be and still move the clock estimate.
+// reply may be and still move the clock estimate, and how far beyond half
+// the estimate's own round trip a reply's mapped time must fall to prove
+// the estimate wrong.
 const clockSlack = 500 * time.Microsecond
 
 // redisClock maps the Redis clock onto the process's monotonic clock.
@@ -640,6 +642,7 @@ const clockSlack = 500 * time.Microsecond
 // again within clockSamples replies, and after a Redis error or a budget
 // that went back in time (a failover) the estimate starts afresh.
 type redisClock struct {
+	mu     sync.Mutex
 	set    bool
 	base   time.Time // the local time Redis's clock read baseUS
 	baseUS int64
@@ -649,11 +652,11 @@ type redisClock struct {
 }
 
 // sample folds one reply (sent and received at local times sent and recv,
-// Redis's clock reading nowUS) into the estimate under mu and returns the
-// mapping to use for that reply's times.
-func (c *redisClock) sample(mu *sync.Mutex, sent, recv time.Time, nowUS int64) func(us int64) time.Time {
+// Redis's clock reading nowUS) into the estimate and returns the mapping to
+// use for that reply's times.
+func (c *redisClock) sample(sent, recv time.Time, nowUS int64) func(us int64) time.Time {
 	rtt := recv.Sub(sent)
-	mu.Lock()
+	c.mu.Lock()
 	c.rtts[c.n%clockSamples] = rtt
 	c.n++
 	fastest := rtt
@@ -676,15 +679,15 @@ func (c *redisClock) sample(mu *sync.Mutex, sent, recv time.Time, nowUS int64) f
 		c.set, c.base, c.baseUS, c.rtt = true, sent.Add(rtt/2), nowUS, rtt
 	}
 	base, baseUS := c.base, c.baseUS
-	mu.Unlock()
+	c.mu.Unlock()
 	return func(us int64) time.Time { return base.Add(time.Duration(us-baseUS) * time.Microsecond) }
 }
 
-// reset forgets the estimate, under mu: the next reply sets it.
-func (c *redisClock) reset(mu *sync.Mutex) {
-	mu.Lock()
+// reset forgets the estimate: the next reply sets it.
+func (c *redisClock) reset() {
+	c.mu.Lock()
 	c.set, c.n = false, 0
-	mu.Unlock()
+	c.mu.Unlock()
 }
 
 func parseReply(v any) (now int64, k int, at int64, err error) {
@@ -728,7 +731,7 @@ func (s *Shared) noteRoundTrip(d time.Duration) {
 }
 
 func (s *Shared) noteDown(err error) {
-	s.clock.reset(&s.mu) // the next answer may come from another server
+	s.clock.reset() // the next answer may come from another server
 	s.mu.Lock()
 	was := s.down
 	s.down = true

@@ -613,37 +613,36 @@ func TestSharedSlowReplyDoesNotBunchSlots(t *testing.T) {
 // and on the first reply after a reset; not on a slow reply that fits it.
 func TestRedisClockTakesFastOrProvenReplies(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
 	var c redisClock
 	t0 := time.Now()
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
 	const ms = int64(1000) // microseconds
 	// Redis time 1,000,000 µs is local t0+0.5ms (mid of a 1 ms trip).
-	m := c.sample(&mu, at(0), at(time.Millisecond), 1_000_000)
+	m := c.sample(at(0), at(time.Millisecond), 1_000_000)
 	if got := m(1_000_000); !got.Equal(at(500 * time.Microsecond)) {
 		t.Fatalf("first reply maps its time to %v, want the middle of its trip", got.Sub(t0))
 	}
 	// 100 ms later a reply read 40 ms late; Redis's time (100.5 ms after the
 	// first) fits the estimate, which must not move to the middle of 40 ms.
-	m = c.sample(&mu, at(100*time.Millisecond), at(140*time.Millisecond), 1_000_000+100*ms)
+	m = c.sample(at(100*time.Millisecond), at(140*time.Millisecond), 1_000_000+100*ms)
 	if got := m(1_000_000 + 100*ms); !got.Equal(at(100*time.Millisecond + 500*time.Microsecond)) {
 		t.Fatalf("a slow reply that fits moved the estimate: maps to %v, want 100.5ms", got.Sub(t0))
 	}
 	// Nor does one whose Redis time falls just after its end (0.3 ms, less
 	// than the estimate's own uncertainty): that proves nothing.
-	m = c.sample(&mu, at(150*time.Millisecond), at(160*time.Millisecond), 1_000_000+159_800)
+	m = c.sample(at(150*time.Millisecond), at(160*time.Millisecond), 1_000_000+159_800)
 	if got := m(1_000_000 + 159_800); !got.Equal(at(160*time.Millisecond + 300*time.Microsecond)) {
 		t.Fatalf("a slow reply within the estimate's uncertainty moved it: maps to %v, want 160.3ms", got.Sub(t0))
 	}
 	// A slow reply whose Redis time is a second ahead of the estimate (a
 	// new primary) proves it wrong: it is taken.
-	m = c.sample(&mu, at(200*time.Millisecond), at(240*time.Millisecond), 1_000_000+1200*ms)
+	m = c.sample(at(200*time.Millisecond), at(240*time.Millisecond), 1_000_000+1200*ms)
 	if got := m(1_000_000 + 1200*ms); !got.Equal(at(220 * time.Millisecond)) {
 		t.Fatalf("a reply proving the estimate wrong was not taken: maps to %v, want 220ms", got.Sub(t0))
 	}
 	// After a reset, the next reply sets the estimate whatever its speed.
-	c.reset(&mu)
-	m = c.sample(&mu, at(300*time.Millisecond), at(340*time.Millisecond), 1_000_000+1310*ms)
+	c.reset()
+	m = c.sample(at(300*time.Millisecond), at(340*time.Millisecond), 1_000_000+1310*ms)
 	if got := m(1_000_000 + 1310*ms); !got.Equal(at(320 * time.Millisecond)) {
 		t.Fatalf("the first reply after a reset was not taken: maps to %v, want 320ms", got.Sub(t0))
 	}
