@@ -139,8 +139,8 @@ type Config struct {
 	// Metrics, when set, receives the worker's Prometheus metrics (see
 	// internal/metrics: API calls by endpoint and code, call latency,
 	// token-bucket wait, rate-limit answers, task outcomes and retries, dead
-	// letters added). New fails if it already holds them. Defaults to nil:
-	// no metrics.
+	// letters added, and the shared budgets' slots granted and dropped).
+	// New fails if it already holds them. Defaults to nil: no metrics.
 	Metrics prometheus.Registerer
 }
 

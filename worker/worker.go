@@ -135,6 +135,11 @@ func New(cfg Config) (*Worker, error) {
 		w.budgets[ep] = shared
 		w.pacers[ep] = shared
 	}
+	if cfg.Metrics != nil && len(w.budgets) > 0 {
+		if err := cfg.Metrics.Register(metrics.NewBudgets(w.BudgetStats)); err != nil {
+			return nil, fmt.Errorf("worker: Metrics: %w", err)
+		}
+	}
 	// After a cold start each endpoint leaves every second slot empty for a
 	// moment, while the HTTP client opens its connections (see
 	// ratelimit.ColdStart). Every

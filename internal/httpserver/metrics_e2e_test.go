@@ -163,6 +163,22 @@ func TestMetricsMatchTheEmulator(t *testing.T) {
 		if st.Codes[60007] > 0 {
 			sawRateLimit = true
 		}
+		// Every call used a slot of the shared budget; the other granted
+		// slots are the ones the cold start leaves empty: one per pair
+		// started in its 300 ms, pairs 20.3 ms long at 98.5/s, so at most
+		// 16, and one more for a slot that came late.
+		bs := w.BudgetStats()[ep]
+		granted := value(fams, "timq_ratelimit_slots_total", map[string]string{"endpoint": short, "outcome": metrics.SlotGranted})
+		if granted != float64(bs.Grants) || granted < float64(st.Calls) || granted > float64(st.Calls+17) {
+			t.Errorf("%s: timq_ratelimit_slots_total{outcome=granted} = %v, want the budget's %d grants, the emulator's %d calls plus at most 17 left empty",
+				short, granted, bs.Grants, st.Calls)
+		}
+		if got := value(fams, "timq_ratelimit_slots_total", map[string]string{"endpoint": short, "outcome": metrics.SlotDropped}); got != float64(bs.Wasted) {
+			t.Errorf("%s: timq_ratelimit_slots_total{outcome=dropped} = %v, the budget dropped %d", short, got, bs.Wasted)
+		}
+		if got := value(fams, "timq_ratelimit_redis_commands_total", map[string]string{"endpoint": short}); got != float64(bs.Commands) || got == 0 {
+			t.Errorf("%s: timq_ratelimit_redis_commands_total = %v, the budget sent %d (want more than 0)", short, got, bs.Commands)
+		}
 		// Every call waited for the token bucket once: its wait is recorded
 		// before it is sent, so the counts match.
 		if got := value(fams, "timq_ratelimit_wait_seconds", map[string]string{"endpoint": short}); got != float64(st.Calls) {

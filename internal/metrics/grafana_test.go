@@ -14,6 +14,7 @@ import (
 
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/metrics"
+	"github.com/timq/timq/internal/ratelimit"
 )
 
 // TestGrafanaDashboardUsesOnlyRealMetrics reads grafana/timq.json and checks
@@ -54,6 +55,9 @@ func TestGrafanaDashboardUsesOnlyRealMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg.MustRegister(qs)
+	reg.MustRegister(metrics.NewBudgets(func() map[chatapi.Endpoint]ratelimit.SharedStats {
+		return map[chatapi.Endpoint]ratelimit.SharedStats{chatapi.EndpointClear: {Grants: 1}}
+	}))
 	if err := qs.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}

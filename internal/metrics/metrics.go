@@ -14,6 +14,12 @@
 //	timq_task_retries_total{task_type}              task attempts that end in a retry (the "retried" outcome)
 //	timq_dead_letters_added_total{task_type,reason} entries written to the dead-letter store
 //
+// Read from the shared rate budgets at every scrape (NewBudgets):
+//
+//	timq_ratelimit_slots_total{endpoint,outcome}    budget slots granted or dropped (unused, mostly for waking too late)
+//	timq_ratelimit_redis_commands_total{endpoint}   Redis commands the shared budget sent
+//	timq_ratelimit_fallback_grants_total{endpoint}  calls the local fallback rate let through while Redis was down
+//
 // Read from Redis in the background at most every QueueStatsConfig.Interval,
 // never on a scrape (QueueStats):
 //
