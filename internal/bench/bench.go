@@ -179,6 +179,12 @@ type Row struct {
 	MaxPerSecond int64
 	// Rejected counts 60007 answers during the backlog run.
 	Rejected int64
+	// Dropped is the share of the endpoint's budget slots the workers took
+	// and dropped unused, mostly for waking more than a slot interval late
+	// (see ratelimit.SharedStats.Wasted), over the workers' whole run
+	// (backlog and idle phase), from their "worker stopped" logs; -1 when
+	// a log did not say.
+	Dropped float64
 	// The fields below are for the whole worker count (all endpoints),
 	// over the union of the endpoints' busy spans.
 	//
@@ -193,6 +199,10 @@ type Row struct {
 	// BenchCores is the bench process's own CPU use (the counting proxy
 	// mostly) over the same span, in cores: load the workers compete with.
 	BenchCores float64
+	// Steal is the share of the machine's CPU time its hypervisor took
+	// (/proc/stat's steal) over the same span: time every process here
+	// wanted to run and could not. -1 when /proc/stat was not read.
+	Steal float64
 	// Latency: enqueue-to-call times of the idle phase (LatN calls,
 	// LatMissing enqueued but never seen by the emulator).
 	LatN, LatMissing int
@@ -447,6 +457,9 @@ func (r *runner) watch(ctx context.Context, ws []*proc, limit time.Duration, unt
 		if self, err := cpuSeconds(os.Getpid()); err == nil {
 			s.Self = self
 		}
+		if m, err := machineCPU(); err == nil {
+			s.Machine = m
+		}
 		for _, w := range ws {
 			if w.Exited() {
 				return samples, false, fmt.Errorf("%s exited: %v (see %s)", w.Name, w.err, filepath.Join(r.logDir, w.Name+".log"))
@@ -587,6 +600,10 @@ func (r *runner) runMixed(ctx context.Context, n int) error {
 		return err
 	}
 	peak := stopWorkers(ws)
+	budgets, err := workersBudgetStats(r.logDir, ws)
+	if err != nil {
+		r.progress("%s: the workers' budget counters are missing (%v); the dropped column says -", name, err)
+	}
 
 	// The figures.
 	var union span
@@ -622,11 +639,16 @@ func (r *runner) runMixed(ctx context.Context, n int) error {
 			Cores:        div(cpu1-cpu0, float64(union.Len())),
 			PeakRSS:      peak,
 			BenchCores:   div(self1-self0, float64(union.Len())),
+			Steal:        stealBetween(samples, t0, t1),
+			Dropped:      -1,
 			LatN:         len(lat[ep]), LatMissing: missing[ep],
 			LatP50: percentile(lat[ep], 50), LatP99: percentile(lat[ep], 99),
 			Drained: drained,
 		}
 		row.Ratio = row.PerSecond / float64(r.cfg.Rate)
+		if st, ok := budgets[ep.Short()]; ok {
+			row.Dropped = droppedShare(st)
+		}
 		r.res.Rows = append(r.res.Rows, row)
 	}
 	mix := CommandMix{Config: name, PerCall: map[string]float64{}}

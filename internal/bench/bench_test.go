@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"image/png"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/timq/timq/internal/ratelimit"
 )
 
 func TestBusySpan(t *testing.T) {
@@ -72,7 +75,10 @@ func TestPercentile(t *testing.T) {
 
 func TestInterpolate(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	s := []sample{{t0, 1, 100, 0}, {t0.Add(time.Second), 2, 300, 4}}
+	s := []sample{
+		{At: t0, CPU: 1, Cmds: 100, Machine: cpuTimes{Steal: 10, Total: 1000}},
+		{At: t0.Add(time.Second), CPU: 2, Cmds: 300, Self: 4, Machine: cpuTimes{Steal: 30, Total: 1200}},
+	}
 	for _, c := range []struct {
 		at        time.Time
 		cpu, cmds float64
@@ -87,6 +93,35 @@ func TestInterpolate(t *testing.T) {
 	}
 	if self := atSelf(s, t0.Add(250*time.Millisecond)); self != 1 {
 		t.Errorf("atSelf = %v, want 1", self)
+	}
+	// 20 of 200 ticks stolen over the second; half of each over its middle.
+	if got := stealBetween(s, t0, t0.Add(time.Second)); got != 0.1 {
+		t.Errorf("stealBetween(whole second) = %v, want 0.1", got)
+	}
+	if got := stealBetween(s, t0.Add(250*time.Millisecond), t0.Add(750*time.Millisecond)); got != 0.1 {
+		t.Errorf("stealBetween(middle) = %v, want 0.1", got)
+	}
+	if got := stealBetween([]sample{{At: t0}, {At: t0.Add(time.Second)}}, t0, t0.Add(time.Second)); got != -1 {
+		t.Errorf("stealBetween without /proc/stat readings = %v, want -1", got)
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	const stat = "cpu  4705 150 1120 16250 520 0 30 875 0 0\ncpu0 2000 75 560 8125 260 0 15 437 0 0\nintr 1 2 3\n"
+	got, err := parseProcStat(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (cpuTimes{Steal: 875, Total: 4705 + 150 + 1120 + 16250 + 520 + 0 + 30 + 875}); got != want {
+		t.Errorf("parseProcStat = %+v, want %+v", got, want)
+	}
+	for _, bad := range []string{"", "cpu0 1 2 3 4 5 6 7 8\n", "cpu 1 2 3\n", "cpu 1 2 3 x 5 6 7 8\n"} {
+		if _, err := parseProcStat(bad); err == nil {
+			t.Errorf("parseProcStat(%q): no error", bad)
+		}
+	}
+	if _, err := machineCPU(); err != nil {
+		t.Errorf("machineCPU on this machine: %v", err)
 	}
 }
 
@@ -153,18 +188,22 @@ func TestChartPNG(t *testing.T) {
 
 func TestTargetsAndTables(t *testing.T) {
 	res := &Results{Cfg: Config{Rate: 200, Duration: time.Second, Out: "x"}, Redis: "test", Rows: []Row{
-		{Config: "1 worker", Endpoint: "clear_group_msg", PerSecond: 197, MaxPerSecond: 199, CPUPer1k: 0.2, PeakRSS: 30 << 20, Drained: true},
-		{Config: "2 workers", Endpoint: "modify_group_msg", PerSecond: 190, MaxPerSecond: 203, Rejected: 2, CPUPer1k: 0.3, PeakRSS: 70 << 20},
+		{Config: "1 worker", Endpoint: "clear_group_msg", PerSecond: 197, MaxPerSecond: 199, CPUPer1k: 0.2, PeakRSS: 30 << 20, Drained: true, Dropped: -1, Steal: -1},
+		{Config: "2 workers", Endpoint: "modify_group_msg", PerSecond: 190, MaxPerSecond: 203, Rejected: 2, CPUPer1k: 0.3, PeakRSS: 70 << 20, Dropped: 0.031, Steal: 0.12},
 	}, Yardstick: Yardstick{PingCPU: 20 * time.Microsecond, DecodeCPU: 3 * time.Microsecond}}
 	got := strings.Join(res.targets(), "\n")
-	for _, want := range []string{"NOT met (lowest 190.0/s, modify_group_msg, 2 workers)", "NOT met (highest 203", "2 60007 answers",
+	for _, want := range []string{"NOT met (lowest 190.0/s, modify_group_msg, 2 workers, 3.1% of its budget slots dropped for waking late, 12.0% CPU steal)",
+		"NOT met (highest 203", "2 60007 answers",
 		"(0.25 CPU s per 1k calls): NOT met (highest 0.300, 2 workers, the CPU of 15 Redis PING round trips per call)", "NOT met (highest 70.0 MB"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("targets lack %q:\n%s", want, got)
 		}
 	}
+	if md := string(res.Markdown()); !strings.Contains(md, "| 2 | 3.1% | 0.00 | 0.300 | 0.000 | 12.0% | 70.0 |") {
+		t.Errorf("markdown lacks the dropped and steal shares of the second row:\n%s", md)
+	}
 	res.Rows = res.Rows[:1]
-	if got := strings.Join(res.targets(), "\n"); strings.Contains(got, "NOT") {
+	if got := strings.Join(res.targets(), "\n"); strings.Contains(got, "NOT") || strings.Contains(got, "steal") {
 		t.Errorf("all targets met, but:\n%s", got)
 	}
 	var b bytes.Buffer
@@ -326,4 +365,31 @@ func TestBenchSmoke(t *testing.T) {
 		}
 	}
 	t.Logf("\n%s", text.String())
+}
+
+func TestParseBudgetStats(t *testing.T) {
+	const log = `{"time":"2026-11-30T10:33:20Z","level":"INFO","msg":"connecting","redis":"redis://127.0.0.1:6379/1"}
+not json: a runtime message
+{"time":"2026-11-30T10:33:23Z","level":"INFO","msg":"worker stopped","clear_group_msg":{"Commands":487,"Grants":3104,"Reserved":3188,"Wasted":84,"FallbackGrants":0},"group_msg_recall":{"Commands":508,"Grants":3042,"Reserved":3111,"Wasted":69,"FallbackGrants":2}}
+`
+	got, err := parseBudgetStats(strings.NewReader(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]ratelimit.SharedStats{
+		"clear_group_msg":  {Commands: 487, Grants: 3104, Reserved: 3188, Wasted: 84},
+		"group_msg_recall": {Commands: 508, Grants: 3042, Reserved: 3111, Wasted: 69, FallbackGrants: 2},
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("parseBudgetStats = %+v, want %+v", got, want)
+	}
+	if _, err := parseBudgetStats(strings.NewReader(`{"msg":"connecting"}` + "\n")); err == nil {
+		t.Error("a log without a worker stopped line: no error")
+	}
+	if got := droppedShare(want["clear_group_msg"]); got != 84.0/3188 {
+		t.Errorf("droppedShare = %v, want %v", got, 84.0/3188)
+	}
+	if got := droppedShare(ratelimit.SharedStats{}); got != -1 {
+		t.Errorf("droppedShare of nothing = %v, want -1", got)
+	}
 }

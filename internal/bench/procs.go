@@ -232,3 +232,46 @@ func busyMachine(load string) bool {
 	v, err := strconv.ParseFloat(f[0], 64)
 	return err == nil && v > float64(numCPU())/2
 }
+
+// cpuTimes is the machine's CPU time so far, in clock ticks summed over
+// every core: Steal is the time the hypervisor ran something else while
+// this machine's virtual CPUs wanted to run; Total is all of it (user,
+// nice, system, idle, iowait, irq, softirq, steal).
+type cpuTimes struct{ Steal, Total float64 }
+
+// machineCPU reads cpuTimes from /proc/stat.
+func machineCPU() (cpuTimes, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}, err
+	}
+	return parseProcStat(string(b))
+}
+
+// parseProcStat reads the "cpu" line of /proc/stat's text: user, nice,
+// system, idle, iowait, irq, softirq and steal (the 8th value; guest time
+// is already counted in user).
+func parseProcStat(stat string) (cpuTimes, error) {
+	for _, l := range strings.Split(stat, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 || f[0] != "cpu" {
+			continue
+		}
+		if len(f) < 9 {
+			return cpuTimes{}, fmt.Errorf("/proc/stat: cpu line has %d values, want at least 8", len(f)-1)
+		}
+		var t cpuTimes
+		for i, v := range f[1:9] {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return cpuTimes{}, fmt.Errorf("/proc/stat: cpu value %d: %v", i+1, err)
+			}
+			t.Total += float64(n)
+			if i == 7 {
+				t.Steal = float64(n)
+			}
+		}
+		return t, nil
+	}
+	return cpuTimes{}, errors.New("/proc/stat: no cpu line")
+}

@@ -83,16 +83,18 @@ type sample struct {
 	CPU  float64 // utime+stime of every worker, seconds
 	Cmds int64   // Redis commands the workers sent so far
 	Self float64 // the bench process's own CPU time, seconds
+	// Machine is the whole machine's CPU time so far (/proc/stat).
+	Machine cpuTimes
 }
 
-// at linearly interpolates the samples (sorted by time) at t; before the
-// first or after the last it returns that sample's values.
-func at(samples []sample, t time.Time) (cpu, cmds float64) {
+// interp linearly interpolates field over the samples (sorted by time) at
+// t; before the first or after the last it returns that sample's value.
+func interp(samples []sample, t time.Time, field func(sample) float64) float64 {
 	if len(samples) == 0 {
-		return 0, 0
+		return 0
 	}
 	if !t.After(samples[0].At) {
-		return samples[0].CPU, float64(samples[0].Cmds)
+		return field(samples[0])
 	}
 	for i := 1; i < len(samples); i++ {
 		a, b := samples[i-1], samples[i]
@@ -103,20 +105,32 @@ func at(samples []sample, t time.Time) (cpu, cmds float64) {
 		if d := b.At.Sub(a.At); d > 0 {
 			f = float64(t.Sub(a.At)) / float64(d)
 		}
-		return a.CPU + f*(b.CPU-a.CPU), float64(a.Cmds) + f*float64(b.Cmds-a.Cmds)
+		return field(a) + f*(field(b)-field(a))
 	}
-	last := samples[len(samples)-1]
-	return last.CPU, float64(last.Cmds)
+	return field(samples[len(samples)-1])
 }
 
-// atSelf interpolates the bench's own CPU time like at.
+// at interpolates the workers' CPU seconds and Redis commands at t.
+func at(samples []sample, t time.Time) (cpu, cmds float64) {
+	return interp(samples, t, func(s sample) float64 { return s.CPU }),
+		interp(samples, t, func(s sample) float64 { return float64(s.Cmds) })
+}
+
+// atSelf interpolates the bench's own CPU time at t.
 func atSelf(samples []sample, t time.Time) float64 {
-	s := make([]sample, len(samples))
-	for i, v := range samples {
-		s[i] = sample{At: v.At, CPU: v.Self}
+	return interp(samples, t, func(s sample) float64 { return s.Self })
+}
+
+// stealBetween is the share of the machine's CPU time the hypervisor took
+// (steal) between t0 and t1, or -1 when /proc/stat was not read.
+func stealBetween(samples []sample, t0, t1 time.Time) float64 {
+	steal := func(s sample) float64 { return s.Machine.Steal }
+	total := func(s sample) float64 { return s.Machine.Total }
+	dt := interp(samples, t1, total) - interp(samples, t0, total)
+	if dt <= 0 {
+		return -1
 	}
-	cpu, _ := at(s, t)
-	return cpu
+	return (interp(samples, t1, steal) - interp(samples, t0, steal)) / dt
 }
 
 // series is one run's per-second counts, as the emulator reported them.
