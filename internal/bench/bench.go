@@ -194,6 +194,9 @@ type Row struct {
 	// CPUPer1k is the workers' CPU seconds (user+system, all workers) per
 	// 1,000 API calls; Cores is their CPU seconds per second.
 	CPUPer1k, Cores float64
+	// SleepsPerCall is the workers' voluntary context switches (a thread
+	// going to sleep until an event wakes it) per API call.
+	SleepsPerCall float64
 	// PeakRSS is the largest peak RSS (VmHWM) of any one worker, bytes.
 	PeakRSS int64
 	// BenchCores is the bench process's own CPU use (the counting proxy
@@ -469,6 +472,9 @@ func (r *runner) watch(ctx context.Context, ws []*proc, limit time.Duration, unt
 				return samples, false, err
 			}
 			s.CPU += cpu
+			if n, err := sleeps(w.Pid()); err == nil {
+				s.Sleeps += n
+			}
 		}
 		samples = append(samples, s)
 		if untilDrained && i%2 == 1 {
@@ -634,14 +640,15 @@ func (r *runner) runMixed(ctx context.Context, n int) error {
 			Config: name, Workers: n, Endpoint: ep.Short(), Tasks: per,
 			Calls: es.Calls, BusySeconds: sp.Len(), PerSecond: rate(es.PerSecond, sp),
 			MaxPerSecond: es.MaxPerSecond, Rejected: es.Codes[sim.CodePublicRateLimited],
-			RedisPerCall: div(cmd1-cmd0, float64(unionCalls)),
-			CPUPer1k:     div(1000*(cpu1-cpu0), float64(unionCalls)),
-			Cores:        div(cpu1-cpu0, float64(union.Len())),
-			PeakRSS:      peak,
-			BenchCores:   div(self1-self0, float64(union.Len())),
-			Steal:        stealBetween(samples, t0, t1),
-			Dropped:      -1,
-			LatN:         len(lat[ep]), LatMissing: missing[ep],
+			RedisPerCall:  div(cmd1-cmd0, float64(unionCalls)),
+			CPUPer1k:      div(1000*(cpu1-cpu0), float64(unionCalls)),
+			Cores:         div(cpu1-cpu0, float64(union.Len())),
+			SleepsPerCall: div(interp(samples, t1, sampleSleeps)-interp(samples, t0, sampleSleeps), float64(unionCalls)),
+			PeakRSS:       peak,
+			BenchCores:    div(self1-self0, float64(union.Len())),
+			Steal:         stealBetween(samples, t0, t1),
+			Dropped:       -1,
+			LatN:          len(lat[ep]), LatMissing: missing[ep],
 			LatP50: percentile(lat[ep], 50), LatP99: percentile(lat[ep], 99),
 			Drained: drained,
 		}

@@ -106,6 +106,35 @@ func TestInterpolate(t *testing.T) {
 	}
 }
 
+func TestSleeps(t *testing.T) {
+	got, err := parseVoluntarySwitches("Name:\ttimq\nvoluntary_ctxt_switches:\t83475\nnonvoluntary_ctxt_switches:\t12\n")
+	if err != nil || got != 83475 {
+		t.Errorf("parseVoluntarySwitches = %d, %v; want 83475", got, err)
+	}
+	if _, err := parseVoluntarySwitches("Name:\ttimq\n"); err == nil {
+		t.Error("parseVoluntarySwitches without the line: no error")
+	}
+	// This process's threads have slept (the Go runtime parks them); a
+	// sum over threads counts at least the main thread's.
+	before, err := sleeps(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		time.Sleep(time.Millisecond)
+	}
+	after, err := sleeps(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after <= before {
+		t.Errorf("sleeps went from %d to %d over 20 sleeps of 1 ms, want more", before, after)
+	}
+	if _, err := sleeps(-1); err == nil {
+		t.Error("sleeps of no process: no error")
+	}
+}
+
 func TestParseProcStat(t *testing.T) {
 	const stat = "cpu  4705 150 1120 16250 520 0 30 875 0 0\ncpu0 2000 75 560 8125 260 0 15 437 0 0\nintr 1 2 3\n"
 	got, err := parseProcStat(stat)
@@ -189,7 +218,7 @@ func TestChartPNG(t *testing.T) {
 func TestTargetsAndTables(t *testing.T) {
 	res := &Results{Cfg: Config{Rate: 200, Duration: time.Second, Out: "x"}, Redis: "test", Rows: []Row{
 		{Config: "1 worker", Endpoint: "clear_group_msg", PerSecond: 197, MaxPerSecond: 199, CPUPer1k: 0.2, PeakRSS: 30 << 20, Drained: true, Dropped: -1, Steal: -1},
-		{Config: "2 workers", Endpoint: "modify_group_msg", PerSecond: 190, MaxPerSecond: 203, Rejected: 2, CPUPer1k: 0.3, PeakRSS: 70 << 20, Dropped: 0.031, Steal: 0.12},
+		{Config: "2 workers", Endpoint: "modify_group_msg", PerSecond: 190, MaxPerSecond: 203, Rejected: 2, CPUPer1k: 0.3, PeakRSS: 70 << 20, Dropped: 0.031, Steal: 0.12, SleepsPerCall: 9.75},
 	}, Yardstick: Yardstick{PingCPU: 20 * time.Microsecond, DecodeCPU: 3 * time.Microsecond}}
 	got := strings.Join(res.targets(), "\n")
 	for _, want := range []string{"NOT met (lowest 190.0/s, modify_group_msg, 2 workers, 3.1% of its budget slots dropped for waking late, 12.0% CPU steal)",
@@ -199,7 +228,7 @@ func TestTargetsAndTables(t *testing.T) {
 			t.Errorf("targets lack %q:\n%s", want, got)
 		}
 	}
-	if md := string(res.Markdown()); !strings.Contains(md, "| 2 | 3.1% | 0.00 | 0.300 | 0.000 | 12.0% | 70.0 |") {
+	if md := string(res.Markdown()); !strings.Contains(md, "| 2 | 3.1% | 0.00 | 0.300 | 9.8 | 0.000 | 12.0% | 70.0 |") {
 		t.Errorf("markdown lacks the dropped and steal shares of the second row:\n%s", md)
 	}
 	res.Rows = res.Rows[:1]

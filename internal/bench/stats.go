@@ -83,6 +83,8 @@ type sample struct {
 	CPU  float64 // utime+stime of every worker, seconds
 	Cmds int64   // Redis commands the workers sent so far
 	Self float64 // the bench process's own CPU time, seconds
+	// Sleeps is every worker thread's voluntary context switches so far.
+	Sleeps int64
 	// Machine is the whole machine's CPU time so far (/proc/stat).
 	Machine cpuTimes
 }
@@ -115,6 +117,8 @@ func at(samples []sample, t time.Time) (cpu, cmds float64) {
 	return interp(samples, t, func(s sample) float64 { return s.CPU }),
 		interp(samples, t, func(s sample) float64 { return float64(s.Cmds) })
 }
+
+func sampleSleeps(s sample) float64 { return float64(s.Sleeps) }
 
 // atSelf interpolates the bench's own CPU time at t.
 func atSelf(samples []sample, t time.Time) float64 {
