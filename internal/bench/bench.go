@@ -195,7 +195,8 @@ type Row struct {
 	// 1,000 API calls; Cores is their CPU seconds per second.
 	CPUPer1k, Cores float64
 	// SleepsPerCall is the workers' voluntary context switches (a thread
-	// going to sleep until an event wakes it) per API call.
+	// going to sleep until an event wakes it) per API call; -1 when they
+	// could not be read.
 	SleepsPerCall float64
 	// PeakRSS is the largest peak RSS (VmHWM) of any one worker, bytes.
 	PeakRSS int64
@@ -456,7 +457,7 @@ func (r *runner) watch(ctx context.Context, ws []*proc, limit time.Duration, unt
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for i := 0; ; i++ {
-		s := sample{At: time.Now(), Cmds: r.proxy.Total()}
+		s := sample{At: time.Now(), Cmds: r.proxy.Total(), SleepsOK: true}
 		if self, err := cpuSeconds(os.Getpid()); err == nil {
 			s.Self = self
 		}
@@ -472,9 +473,9 @@ func (r *runner) watch(ctx context.Context, ws []*proc, limit time.Duration, unt
 				return samples, false, err
 			}
 			s.CPU += cpu
-			if n, err := sleeps(w.Pid()); err == nil {
-				s.Sleeps += n
-			}
+			n, err := sleeps(w.Pid())
+			s.Sleeps += n
+			s.SleepsOK = s.SleepsOK && err == nil
 		}
 		samples = append(samples, s)
 		if untilDrained && i%2 == 1 {
@@ -643,7 +644,7 @@ func (r *runner) runMixed(ctx context.Context, n int) error {
 			RedisPerCall:  div(cmd1-cmd0, float64(unionCalls)),
 			CPUPer1k:      div(1000*(cpu1-cpu0), float64(unionCalls)),
 			Cores:         div(cpu1-cpu0, float64(union.Len())),
-			SleepsPerCall: div(interp(samples, t1, sampleSleeps)-interp(samples, t0, sampleSleeps), float64(unionCalls)),
+			SleepsPerCall: -1,
 			PeakRSS:       peak,
 			BenchCores:    div(self1-self0, float64(union.Len())),
 			Steal:         stealBetween(samples, t0, t1),
@@ -653,6 +654,9 @@ func (r *runner) runMixed(ctx context.Context, n int) error {
 			Drained: drained,
 		}
 		row.Ratio = row.PerSecond / float64(r.cfg.Rate)
+		if n := sleepsBetween(samples, t0, t1); n >= 0 && unionCalls > 0 {
+			row.SleepsPerCall = n / float64(unionCalls)
+		}
 		if st, ok := budgets[ep.Short()]; ok {
 			row.Dropped = droppedShare(st)
 		}

@@ -76,8 +76,8 @@ func TestPercentile(t *testing.T) {
 func TestInterpolate(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	s := []sample{
-		{At: t0, CPU: 1, Cmds: 100, Machine: cpuTimes{Steal: 10, Total: 1000}},
-		{At: t0.Add(time.Second), CPU: 2, Cmds: 300, Self: 4, Machine: cpuTimes{Steal: 30, Total: 1200}},
+		{At: t0, CPU: 1, Cmds: 100, Sleeps: 50, SleepsOK: true, Machine: cpuTimes{Steal: 10, Total: 1000}},
+		{At: t0.Add(time.Second), CPU: 2, Cmds: 300, Self: 4, Sleeps: 250, SleepsOK: true, Machine: cpuTimes{Steal: 30, Total: 1200}},
 	}
 	for _, c := range []struct {
 		at        time.Time
@@ -101,8 +101,16 @@ func TestInterpolate(t *testing.T) {
 	if got := stealBetween(s, t0.Add(250*time.Millisecond), t0.Add(750*time.Millisecond)); got != 0.1 {
 		t.Errorf("stealBetween(middle) = %v, want 0.1", got)
 	}
-	if got := stealBetween([]sample{{At: t0}, {At: t0.Add(time.Second)}}, t0, t0.Add(time.Second)); got != -1 {
-		t.Errorf("stealBetween without /proc/stat readings = %v, want -1", got)
+	if got := sleepsBetween(s, t0.Add(250*time.Millisecond), t0.Add(750*time.Millisecond)); got != 100 {
+		t.Errorf("sleepsBetween(middle) = %v, want 100", got)
+	}
+	// A sample whose reading failed makes the figure unknown, not wrong.
+	holed := append(slices.Clone(s), sample{At: t0.Add(2 * time.Second)})
+	if got := stealBetween(holed, t0, t0.Add(2*time.Second)); got != -1 {
+		t.Errorf("stealBetween with a missing /proc/stat reading = %v, want -1", got)
+	}
+	if got := sleepsBetween(holed, t0, t0.Add(2*time.Second)); got != -1 {
+		t.Errorf("sleepsBetween with a missing reading = %v, want -1", got)
 	}
 }
 
@@ -221,7 +229,7 @@ func TestTargetsAndTables(t *testing.T) {
 		{Config: "2 workers", Endpoint: "modify_group_msg", PerSecond: 190, MaxPerSecond: 203, Rejected: 2, CPUPer1k: 0.3, PeakRSS: 70 << 20, Dropped: 0.031, Steal: 0.12, SleepsPerCall: 9.75},
 	}, Yardstick: Yardstick{PingCPU: 20 * time.Microsecond, DecodeCPU: 3 * time.Microsecond}}
 	got := strings.Join(res.targets(), "\n")
-	for _, want := range []string{"NOT met (lowest 190.0/s, modify_group_msg, 2 workers, 3.1% of its budget slots dropped for waking late, 12.0% CPU steal)",
+	for _, want := range []string{"NOT met (lowest 190.0/s, modify_group_msg, 2 workers, 3.1% of its budget slots dropped (mostly for waking late), 12.0% CPU steal)",
 		"NOT met (highest 203", "2 60007 answers",
 		"(0.25 CPU s per 1k calls): NOT met (highest 0.300, 2 workers, the CPU of 15 Redis PING round trips per call)", "NOT met (highest 70.0 MB"} {
 		if !strings.Contains(got, want) {

@@ -279,7 +279,8 @@ func parseProcStat(stat string) (cpuTimes, error) {
 // sleeps is how many times a process's threads went to sleep waiting for
 // something (voluntary context switches, summed over /proc/PID/task/*):
 // each is a wake-up later, the dominant CPU cost of a worker that handles
-// a few thousand small events a second.
+// a few thousand small events a second. A thread that has exited no longer
+// counts; the Go runtime rarely ends its threads.
 func sleeps(pid int) (int64, error) {
 	dir := "/proc/" + strconv.Itoa(pid) + "/task"
 	tids, err := os.ReadDir(dir)

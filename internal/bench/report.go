@@ -60,6 +60,15 @@ func pct(share float64) string {
 	return fmt.Sprintf("%.1f%%", 100*share)
 }
 
+// perCall formats a per-call figure with one decimal, or "-" when it is
+// negative (not measured).
+func perCall(v float64) string {
+	if v < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
 
 // mainTable is one row per worker count and endpoint.
@@ -80,7 +89,7 @@ func (res *Results) mainTable() table {
 		}
 		t.rows = append(t.rows, []string{r.Config, r.Endpoint, fmt.Sprint(r.Tasks), busy,
 			fmt.Sprintf("%.1f", r.PerSecond), fmt.Sprintf("%.1f%%", 100*r.Ratio), fmt.Sprint(r.MaxPerSecond), fmt.Sprint(r.Rejected), pct(r.Dropped),
-			fmt.Sprintf("%.2f", r.RedisPerCall), fmt.Sprintf("%.3f", r.CPUPer1k), fmt.Sprintf("%.1f", r.SleepsPerCall), fmt.Sprintf("%.3f", r.Cores), pct(r.Steal),
+			fmt.Sprintf("%.2f", r.RedisPerCall), fmt.Sprintf("%.3f", r.CPUPer1k), perCall(r.SleepsPerCall), fmt.Sprintf("%.3f", r.Cores), pct(r.Steal),
 			fmt.Sprintf("%.1f", float64(r.PeakRSS)/(1<<20)), p50, p99})
 	}
 	return t
@@ -151,7 +160,7 @@ func (res *Results) targets() []string {
 func lostSlots(r Row) string {
 	out := ""
 	if r.Dropped >= 0 {
-		out += fmt.Sprintf(", %s of its budget slots dropped for waking late", pct(r.Dropped))
+		out += fmt.Sprintf(", %s of its budget slots dropped (mostly for waking late)", pct(r.Dropped))
 	}
 	if r.Steal >= 0 {
 		out += fmt.Sprintf(", %s CPU steal", pct(r.Steal))
@@ -269,7 +278,7 @@ How each column is measured:
 - **redis cmd/call**: commands the worker processes sent to Redis, counted by a RESP proxy between them and Redis (so other users of a shared server do not count; an EVALSHA counts as one command whatever its script does, a pipeline of n commands as n), over the union of the three busy spans, divided by API calls in that span. It includes everything the workers do: asynq's dequeue, completion, lease extension, heartbeat, forwarder, recoverer, janitor and idle polling, the result writer, recall progress, dead letters and the rate limiter. The bench's own enqueueing and drain checks bypass the proxy.
 - **CPU s/1k calls**, **cores**: user+system CPU seconds of all worker processes (from /proc/PID/stat, sampled every 250 ms and interpolated) over the same span, per 1,000 API calls and per second. Issue 4's target of 0.15 core for 600 calls/s is 0.25 CPU s per 1k calls.
 - **steal**: the share of the whole machine's CPU time its hypervisor took over the same span (the steal column of /proc/stat): every process here, workers, emulator and Redis, wanted to run and could not. Above a few percent, timers fire late, slots are dropped and CPU per call rises; compare such runs only with runs that saw similar steal.
-- **sleeps/call**: voluntary context switches of every worker thread (/proc/PID/task/*/status) over the same span, per API call: how often a thread went to sleep until a timer, a reply or another thread woke it. Each costs a kernel round trip and cold caches; they, more than the work itself, make up the CPU per call, and unlike CPU seconds they do not depend on the machine's speed.
+- **sleeps/call**: voluntary context switches of every worker thread (/proc/PID/task/*/status) over the same span, per API call: how often a thread went to sleep until a timer, a reply or another thread woke it. Each costs a kernel round trip and cold caches; they, more than the work itself, make up the CPU per call. They depend on the load and on GOMAXPROCS, but far less than CPU seconds on the machine's speed, so they compare better across machines.
 - **peak RSS MB**: the largest VmHWM (/proc/PID/status) of any one worker, read before it stops.
 - **idle p50/p99 ms**: after the backlog, 20 tasks per second per endpoint for a few seconds through the enqueue package while the queues are otherwise empty; the time from just before each enqueue call to the emulator's arrival time of its API call (before the emulator's injected latency). The modify's CloudCustomData carries its enqueue time. It includes asynq's idle poll (the worker's IdlePollInterval) and the pacer.
 `

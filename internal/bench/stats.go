@@ -83,9 +83,12 @@ type sample struct {
 	CPU  float64 // utime+stime of every worker, seconds
 	Cmds int64   // Redis commands the workers sent so far
 	Self float64 // the bench process's own CPU time, seconds
-	// Sleeps is every worker thread's voluntary context switches so far.
-	Sleeps int64
-	// Machine is the whole machine's CPU time so far (/proc/stat).
+	// Sleeps is every worker thread's voluntary context switches so far;
+	// SleepsOK is false when a worker's could not be read.
+	Sleeps   int64
+	SleepsOK bool
+	// Machine is the whole machine's CPU time so far (/proc/stat); its
+	// Total is 0 when /proc/stat could not be read.
 	Machine cpuTimes
 }
 
@@ -118,7 +121,15 @@ func at(samples []sample, t time.Time) (cpu, cmds float64) {
 		interp(samples, t, func(s sample) float64 { return float64(s.Cmds) })
 }
 
-func sampleSleeps(s sample) float64 { return float64(s.Sleeps) }
+// sleepsBetween is the workers' voluntary context switches between t0 and
+// t1, or -1 when a sample lacks them.
+func sleepsBetween(samples []sample, t0, t1 time.Time) float64 {
+	if len(samples) == 0 || slices.ContainsFunc(samples, func(s sample) bool { return !s.SleepsOK }) {
+		return -1
+	}
+	sl := func(s sample) float64 { return float64(s.Sleeps) }
+	return interp(samples, t1, sl) - interp(samples, t0, sl)
+}
 
 // atSelf interpolates the bench's own CPU time at t.
 func atSelf(samples []sample, t time.Time) float64 {
@@ -126,8 +137,12 @@ func atSelf(samples []sample, t time.Time) float64 {
 }
 
 // stealBetween is the share of the machine's CPU time the hypervisor took
-// (steal) between t0 and t1, or -1 when /proc/stat was not read.
+// (steal) between t0 and t1, or -1 when /proc/stat was not read for every
+// sample (interpolating across a missing reading would be wrong).
 func stealBetween(samples []sample, t0, t1 time.Time) float64 {
+	if slices.ContainsFunc(samples, func(s sample) bool { return s.Machine.Total == 0 }) {
+		return -1
+	}
 	steal := func(s sample) float64 { return s.Machine.Steal }
 	total := func(s sample) float64 { return s.Machine.Total }
 	dt := interp(samples, t1, total) - interp(samples, t0, total)
