@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"github.com/timq/timq/internal/cli"
@@ -18,6 +19,7 @@ func main() {
 	env := &cli.Env{
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, IsTerminal: isTerminal(os.Stderr),
 		SetProcs: func(n int) { runtime.GOMAXPROCS(n) },
+		Reexec:   reexec,
 	}
 	code := cli.Main(ctx, env, os.Args[1:])
 	stop()
@@ -29,4 +31,25 @@ func main() {
 func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// reexec replaces this process with the same binary and arguments and
+// GODEBUG=godebug; the PID, open descriptors and the rest of the
+// environment stay. On Linux it runs /proc/self/exe, which still works when
+// the binary on disk was replaced since the start.
+func reexec(godebug string) error {
+	self := "/proc/self/exe"
+	if runtime.GOOS != "linux" {
+		var err error
+		if self, err = os.Executable(); err != nil {
+			return err
+		}
+	}
+	env := []string{"GODEBUG=" + godebug}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GODEBUG=") {
+			env = append(env, kv)
+		}
+	}
+	return syscall.Exec(self, os.Args, env)
 }

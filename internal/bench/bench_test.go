@@ -378,6 +378,14 @@ func TestBenchSmoke(t *testing.T) {
 		if r.Calls == 0 || r.PerSecond <= 0 || !r.Drained || r.LatN == 0 {
 			t.Errorf("row %+v: want calls, a rate, a drained backlog and latencies", r)
 		}
+		// The workers' logs and /proc gave every figure.
+		if r.Dropped < 0 || r.Dropped > 0.5 || r.SleepsPerCall <= 0 || r.Steal < 0 {
+			t.Errorf("row %+v: want a dropped share, sleeps per call and a steal share", r)
+		}
+	}
+	// The worker re-executed itself with sysmon polling (--sysmon-poll).
+	if log, err := os.ReadFile(filepath.Join(out, "logs", "worker-1w-0.log")); err != nil || !strings.Contains(string(log), `"sysmon_poll":true`) {
+		t.Errorf("the worker's log does not say sysmon_poll true (%v):\n%.2000s", err, log)
 	}
 	if len(res.Recall) != 3 {
 		t.Fatalf("%d recall rows, want 3", len(res.Recall))

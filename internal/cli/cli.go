@@ -26,6 +26,11 @@ type Env struct {
 	// (runtime.GOMAXPROCS in the real binary). nil leaves them alone, as
 	// tests that run commands in their own process need.
 	SetProcs func(n int)
+	// Reexec replaces the process with the same binary and arguments, with
+	// GODEBUG set to godebug (syscall.Exec in the real binary); it returns
+	// only on failure. nil never re-executes, as tests that run commands
+	// in their own process need.
+	Reexec func(godebug string) error
 }
 
 type command struct {
