@@ -156,8 +156,8 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 
 // DefaultWorkerProcs is the GOMAXPROCS of `timq worker` unless --procs or
 // the GOMAXPROCS environment variable says otherwise. The API caps an app
-// at 200 calls per second per endpoint, which one worker serves with about
-// a sixth of a core in make bench; a second thread only adds scheduler
+// at 200 calls per second per endpoint, which one worker serves with a sixth
+// to a fifth of a core in make bench; a second thread only adds scheduler
 // wake-ups (futex and nanosleep calls, several per task), which cost a
 // quarter to a third of the worker's CPU there. Calls stay paced either
 // way.
