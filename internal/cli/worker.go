@@ -124,7 +124,8 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 		env.SetProcs(procs)
 	}
 	var reexecErr error
-	if godebug, ok := sysmonPollGODEBUG(s.sysmonPoll, getenvOr(env)("GODEBUG")); ok && env.Reexec != nil {
+	// Not after a stop signal: the new process would not know of it.
+	if godebug, ok := sysmonPollGODEBUG(s.sysmonPoll, getenvOr(env)("GODEBUG")); ok && env.Reexec != nil && ctx.Err() == nil {
 		reexecErr = env.Reexec(godebug) // returns only on failure
 	}
 	cfg, err := s.workerConfig(env)
