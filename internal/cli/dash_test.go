@@ -218,6 +218,21 @@ func TestWorkerSysmonPoll(t *testing.T) {
 	}
 }
 
+// A stop signal before the re-execution cancels it: the new process would
+// not know of the signal.
+func TestWorkerNoReexecAfterStop(t *testing.T) {
+	t.Parallel()
+	env, _, errb := simEnv(map[string]string{
+		"TIMQ_REDIS_URL": "redis://127.0.0.1:1", "TIMQ_SDKAPPID": "1400000001", "TIMQ_SECRET_KEY": "k", "TIMQ_API_BASE": "http://127.0.0.1:1",
+	})
+	env.Reexec = func(godebug string) error { t.Errorf("Reexec(%q) after a stop signal", godebug); return nil }
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if code := Main(ctx, env, []string{"worker", "--dashboard"}); code != 2 || !strings.Contains(errb.String(), "--http-addr") {
+		t.Fatalf("exit %d, stderr %q; want 2 and the --http-addr usage error", code, errb)
+	}
+}
+
 // timq worker runs on one thread unless --procs or GOMAXPROCS says
 // otherwise. Each case stops at a usage error after the threads are set
 // (--dashboard without --http-addr), so no worker starts.
