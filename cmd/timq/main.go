@@ -8,18 +8,24 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"strings"
 	"syscall"
 
 	"github.com/timq/timq/internal/cli"
 )
 
 func main() {
+	// First of all, before any signal handler, file or log line: a stop
+	// signal until the new process starts keeps its default action and
+	// ends the process, and nothing is done twice.
+	var reexecErr error
+	if godebug, ok := cli.SysmonPollGODEBUG(os.Args[1:], os.Getenv); ok {
+		reexecErr = reexec(godebug) // returns only on failure
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	env := &cli.Env{
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, IsTerminal: isTerminal(os.Stderr),
-		SetProcs: func(n int) { runtime.GOMAXPROCS(n) },
-		Reexec:   reexec,
+		SetProcs:  func(n int) { runtime.GOMAXPROCS(n) },
+		ReexecErr: reexecErr,
 	}
 	code := cli.Main(ctx, env, os.Args[1:])
 	stop()
@@ -45,11 +51,5 @@ func reexec(godebug string) error {
 			return err
 		}
 	}
-	env := []string{"GODEBUG=" + godebug}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "GODEBUG=") {
-			env = append(env, kv)
-		}
-	}
-	return syscall.Exec(self, os.Args, env)
+	return syscall.Exec(self, os.Args, cli.ReexecEnv(os.Environ(), godebug))
 }

@@ -26,11 +26,10 @@ type Env struct {
 	// (runtime.GOMAXPROCS in the real binary). nil leaves them alone, as
 	// tests that run commands in their own process need.
 	SetProcs func(n int)
-	// Reexec replaces the process with the same binary and arguments, with
-	// GODEBUG set to godebug (syscall.Exec in the real binary); it returns
-	// only on failure. nil never re-executes, as tests that run commands
-	// in their own process need.
-	Reexec func(godebug string) error
+	// ReexecErr is why the binary could not re-execute itself at start with
+	// the runtime's sysmon polling (see SysmonPollGODEBUG); nil when it did
+	// not try. `timq worker` logs it as a warning and runs on.
+	ReexecErr error
 }
 
 type command struct {

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -108,7 +107,7 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&s.localBudget, "local-budget", false, "pace each endpoint in this process alone instead of sharing the budget with every worker on the Redis (only for a single worker)")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "on SIGTERM, how long to wait for tasks in flight before handing them back")
 	fs.IntVar(&s.procs, "procs", DefaultWorkerProcs, "OS threads running Go code at once (GOMAXPROCS); 0 keeps Go's choice, one per core, as does setting GOMAXPROCS in the environment. One is plenty: at the API's limit one worker needs under a quarter of a core (make bench), and more threads add scheduler wake-ups, not speed")
-	fs.BoolVar(&s.sysmonPoll, "sysmon-poll", true, "keep the Go runtime's monitor thread polling rather than sleeping between bursts of work: the worker re-executes itself once at start with GODEBUG=schedtrace="+sysmonPollMS+", which cuts its thread wake-ups per call by three quarters and its CPU by 15-30% (make bench). Off, or a schedtrace already in GODEBUG, leaves the process as started")
+	fs.BoolVar(&s.sysmonPoll, "sysmon-poll", true, "keep the Go runtime's monitor thread polling rather than sleeping between bursts of work: the worker re-executes itself once at start with GODEBUG=schedtrace="+sysmonPollMS+" (one SCHED line on stderr every 24.8 days), which cuts its thread wake-ups per call by three quarters and its CPU by about a quarter (make bench). Off, or a schedtrace already in GODEBUG, leaves the process as started")
 	s.log.register(fs)
 	if perr := parseFlags(fs, args); perr != nil {
 		return perr
@@ -123,17 +122,12 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 	if procs > 0 && env.SetProcs != nil {
 		env.SetProcs(procs)
 	}
-	var reexecErr error
-	// Not after a stop signal: the new process would not know of it.
-	if godebug, ok := sysmonPollGODEBUG(s.sysmonPoll, getenvOr(env)("GODEBUG")); ok && env.Reexec != nil && ctx.Err() == nil {
-		reexecErr = env.Reexec(godebug) // returns only on failure
-	}
 	cfg, err := s.workerConfig(env)
 	if err != nil {
 		return err
 	}
-	if reexecErr != nil {
-		cfg.Logger.Warn("could not re-execute with the runtime's monitor polling; running as started", "error", reexecErr)
+	if env.ReexecErr != nil {
+		cfg.Logger.Warn("could not re-execute with the runtime's monitor polling (--sysmon-poll); running as started", "error", env.ReexecErr)
 	}
 	stopProfile, err := startCPUProfile(getenvOr(env)(envCPUProfile))
 	if err != nil {
@@ -149,7 +143,7 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 			return UsageError("%v", err)
 		}
 		cfg.Logger.Info("connecting", "redis", s.redis.Display, "api", apiDisplay(s.api), "gomaxprocs", runtime.GOMAXPROCS(0),
-			"sysmon_poll", hasGODEBUG(getenvOr(env)("GODEBUG"), "schedtrace"))
+			"sysmon_poll", schedtraceMS(getenvOr(env)("GODEBUG")) > 0)
 		return w.Run(ctx)
 	}
 	return runWorkerWithHTTP(ctx, env, s, cfg)
@@ -175,47 +169,6 @@ func workerProcs(fs *flag.FlagSet, procs int, getenv func(string) string) (int, 
 		return 0, nil
 	}
 	return procs, nil
-}
-
-// sysmonPollMS is the schedtrace period, in milliseconds, that --sysmon-poll
-// sets: the largest the runtime takes (about 24.8 days). A schedtrace
-// period keeps sysmon, the Go runtime's monitor thread, from its deep
-// sleep; the cost is one "SCHED" line on stderr per period, and one at
-// start when the host has been up longer than the period.
-const sysmonPollMS = "2147483647"
-
-// sysmonPollGODEBUG returns the GODEBUG to re-execute the worker with, and
-// whether to: when on is set and godebug (the current GODEBUG) sets no
-// schedtrace, godebug plus schedtrace=sysmonPollMS.
-//
-// Why: with GOMAXPROCS=1 the runtime's sysmon thread sleeps deeply whenever
-// the one P is idle, and every system call made after that wakes it, after
-// which it polls every 20 µs until the P is idle again. A worker is idle
-// between a few thousand short bursts of work a second (a timer, an HTTP
-// answer, a Redis reply), each with a write or two, so sysmon woke about
-// 10 times per API call in make bench: 12 thread wake-ups per call in all,
-// and a quarter of the worker's CPU. Outside deep sleep, sysmon backs off
-// to one poll per 10 ms and is never woken; wake-ups fell to 3 per call
-// and CPU by 15% with one worker, 28% with four. The runtime offers no
-// other switch for this (golang/go#18236).
-func sysmonPollGODEBUG(on bool, godebug string) (string, bool) {
-	if !on || hasGODEBUG(godebug, "schedtrace") {
-		return "", false
-	}
-	if godebug != "" {
-		godebug += ","
-	}
-	return godebug + "schedtrace=" + sysmonPollMS, true
-}
-
-// hasGODEBUG reports whether the GODEBUG value godebug sets key.
-func hasGODEBUG(godebug, key string) bool {
-	for _, kv := range strings.Split(godebug, ",") {
-		if k, _, ok := strings.Cut(strings.TrimSpace(kv), "="); ok && k == key {
-			return true
-		}
-	}
-	return false
 }
 
 // runWorkerWithHTTP runs the worker and its operations port (see package
@@ -276,7 +229,7 @@ func runWorkerWithHTTP(ctx context.Context, env *Env, s *workerSettings, cfg wor
 	}
 
 	cfg.Logger.Info("connecting", "redis", s.redis.Display, "api", apiDisplay(s.api), "gomaxprocs", runtime.GOMAXPROCS(0),
-		"sysmon_poll", hasGODEBUG(getenvOr(env)("GODEBUG"), "schedtrace"))
+		"sysmon_poll", schedtraceMS(getenvOr(env)("GODEBUG")) > 0)
 	if err := w.Start(); err != nil {
 		ln.Close()
 		return err
