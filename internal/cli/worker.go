@@ -38,8 +38,10 @@ type workerSettings struct {
 	localBudget     bool
 	appliedResults  bool
 	procs           int
-	sysmonPoll      bool
-	log             logFlags
+	// sysmonPoll is parsed here for --help and validation only: main acts
+	// on --sysmon-poll before anything else (see SysmonPollGODEBUG).
+	sysmonPoll bool
+	log        logFlags
 }
 
 func loadWorkerSettings(env *Env) (*workerSettings, error) {
