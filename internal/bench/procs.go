@@ -185,17 +185,23 @@ func peakRSS(pid int) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			f := strings.Fields(v)
-			if len(f) == 0 {
-				break
-			}
-			kb, err := strconv.ParseInt(f[0], 10, 64)
-			return kb * 1024, err
-		}
+	v, ok := statusField(string(b), "VmHWM")
+	if f := strings.Fields(v); ok && len(f) > 0 {
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		return kb * 1024, err
 	}
 	return 0, errors.New("/proc status: no VmHWM")
+}
+
+// statusField returns the value of key in the text of a /proc status file
+// ("key:\tvalue" lines), trimmed, and whether the key was there.
+func statusField(status, key string) (string, bool) {
+	for _, l := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(l, key+":"); ok {
+			return strings.TrimSpace(v), true
+		}
+	}
+	return "", false
 }
 
 // childEnv is the bench's environment without any TIMQ_* setting, plus set
@@ -305,10 +311,8 @@ func sleeps(pid int) (int64, error) {
 // parseVoluntarySwitches reads voluntary_ctxt_switches from the text of
 // /proc/PID/task/TID/status.
 func parseVoluntarySwitches(status string) (int64, error) {
-	for _, l := range strings.Split(status, "\n") {
-		if v, ok := strings.CutPrefix(l, "voluntary_ctxt_switches:"); ok {
-			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		}
+	if v, ok := statusField(status, "voluntary_ctxt_switches"); ok {
+		return strconv.ParseInt(v, 10, 64)
 	}
 	return 0, errors.New("/proc status: no voluntary_ctxt_switches")
 }
