@@ -44,6 +44,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/timq/timq/internal/ackbatch"
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/dlq"
 	"github.com/timq/timq/internal/metrics"
@@ -69,6 +70,8 @@ type Worker struct {
 
 	mu        sync.Mutex
 	servers   []*asynq.Server
+	asynqRDB  redis.UniversalClient // the servers' shared client; they do not close it
+	acks      *ackbatch.Hook        // on asynqRDB; nil when AckDelay < 0
 	started   bool
 	stopBg    context.CancelFunc // stops the archive reconciler
 	bgDone    chan struct{}
@@ -177,12 +180,27 @@ func (w *Worker) Start() error {
 		return errors.New("worker: already started")
 	}
 	handler := w.Handler()
+	// One client for the three servers, so that the scripts ending their
+	// tasks share round trips (see package ackbatch).
+	asynqRDB, ok := w.cfg.Redis.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return errors.New("worker: Redis: connection option did not make a go-redis v9 client")
+	}
+	var acks *ackbatch.Hook
+	if w.cfg.AckDelay >= 0 {
+		// A held script keeps its task's slot: hold at most a quarter of
+		// the smallest server's slots.
+		acks = ackbatch.Install(asynqRDB, ackbatch.Options{
+			Delay:    w.cfg.AckDelay,
+			MaxBatch: max(1, min(w.cfg.Concurrency, w.cfg.RecallConcurrency)/4),
+		})
+	}
 	for _, typ := range tasks.Types() {
 		concurrency := w.cfg.Concurrency
 		if typ == tasks.TypeRecall {
 			concurrency = w.cfg.RecallConcurrency
 		}
-		srv := asynq.NewServer(w.cfg.Redis, asynq.Config{
+		srv := asynq.NewServerFromRedisClient(asynqRDB, asynq.Config{
 			Concurrency:              concurrency,
 			Queues:                   w.cfg.Queues[typ],
 			RetryDelayFunc:           func(n int, err error, _ *asynq.Task) time.Duration { return w.backoff(n, err) },
@@ -198,11 +216,13 @@ func (w *Worker) Start() error {
 				s.Shutdown()
 			}
 			w.servers = nil
+			_ = asynqRDB.Close()
 			return fmt.Errorf("worker: start %s server: %w", typ, err)
 		}
 		w.servers = append(w.servers, srv)
 	}
 	w.started = true
+	w.asynqRDB, w.acks = asynqRDB, acks
 	if w.cfg.ReconcileInterval > 0 {
 		w.inspector = asynq.NewInspector(w.cfg.Redis)
 		var queues []string
@@ -238,6 +258,13 @@ func (w *Worker) Shutdown() {
 		go func() { defer wg.Done(); s.Shutdown() }()
 	}
 	wg.Wait()
+	w.mu.Lock()
+	acks := w.acks
+	if w.asynqRDB != nil && len(servers) > 0 {
+		_ = w.asynqRDB.Close()
+		w.asynqRDB = nil
+	}
+	w.mu.Unlock()
 	// After the servers: a recall handler still running may be waiting for
 	// its batch.
 	w.recalls.Stop()
@@ -254,6 +281,9 @@ func (w *Worker) Shutdown() {
 		args := []any{}
 		for ep, st := range w.BudgetStats() {
 			args = append(args, ep.Short(), st)
+		}
+		if acks != nil {
+			args = append(args, "acks", acks.Stats())
 		}
 		w.log.Info("worker stopped", args...)
 	}

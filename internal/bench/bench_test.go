@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"image/png"
 	"maps"
 	"os"
@@ -384,8 +385,13 @@ func TestBenchSmoke(t *testing.T) {
 		}
 	}
 	// The worker re-executed itself with sysmon polling (--sysmon-poll).
-	if log, err := os.ReadFile(filepath.Join(out, "logs", "worker-1w-0.log")); err != nil || !strings.Contains(string(log), `"sysmon_poll":true`) {
+	log, err := os.ReadFile(filepath.Join(out, "logs", "worker-1w-0.log"))
+	if err != nil || !strings.Contains(string(log), `"sysmon_poll":true`) {
 		t.Errorf("the worker's log does not say sysmon_poll true (%v):\n%.2000s", err, log)
+	}
+	// It held the scripts ending its tasks and batched them (--ack-delay).
+	if held, pipes := ackStats(t, log); int64(held) < res.Rows[0].Calls/2 || pipes == 0 || pipes >= held {
+		t.Errorf("worker 1w-0 held %d task-ending scripts in %d pipelines for %d calls per endpoint: want them held and batched", held, pipes, res.Rows[0].Calls)
 	}
 	if len(res.Recall) != 3 {
 		t.Fatalf("%d recall rows, want 3", len(res.Recall))
@@ -437,4 +443,21 @@ not json: a runtime message
 	if got := droppedShare(ratelimit.SharedStats{}); got != -1 {
 		t.Errorf("droppedShare of nothing = %v, want -1", got)
 	}
+}
+
+// ackStats returns the ackbatch.Stats in a worker log's "worker stopped"
+// line.
+func ackStats(t *testing.T, log []byte) (held, pipelines int) {
+	t.Helper()
+	for _, line := range strings.Split(string(log), "\n") {
+		var l struct {
+			Msg  string `json:"msg"`
+			Acks struct{ Held, Pipelines int }
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "worker stopped" {
+			return l.Acks.Held, l.Acks.Pipelines
+		}
+	}
+	t.Errorf("no worker stopped line in:\n%.2000s", log)
+	return 0, 0
 }

@@ -35,6 +35,7 @@ type workerSettings struct {
 	dashboard       bool
 	dashReadOnly    bool
 	shutdownTimeout time.Duration
+	ackDelay        time.Duration
 	localBudget     bool
 	appliedResults  bool
 	procs           int
@@ -88,8 +89,18 @@ func (s *workerSettings) workerConfig(env *Env) (worker.Config, error) {
 		RecallConcurrency: s.recallConc,
 		MaxRetry:          s.maxRetry,
 		ShutdownTimeout:   s.shutdownTimeout,
+		AckDelay:          ackDelay(s.ackDelay),
 		Logger:            log,
 	}, nil
+}
+
+// ackDelay maps --ack-delay onto worker.Config.AckDelay, where 0 means the
+// default and a negative value means off.
+func ackDelay(flag time.Duration) time.Duration {
+	if flag <= 0 {
+		return -1
+	}
+	return flag
 }
 
 func runWorker(ctx context.Context, env *Env, args []string) error {
@@ -108,6 +119,7 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&s.appliedResults, "applied-results", false, "write a result for every applied task too, shown on the dashboard (one more Redis command per task)")
 	fs.BoolVar(&s.localBudget, "local-budget", false, "pace each endpoint in this process alone instead of sharing the budget with every worker on the Redis (only for a single worker)")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "on SIGTERM, how long to wait for tasks in flight before handing them back")
+	fs.DurationVar(&s.ackDelay, "ack-delay", worker.DefaultAckDelay, "how long the Redis script that ends a task well may wait to share a round trip with others (up to a quarter of --concurrency at once); 0 sends each on its own. Cuts the Redis round trips per task from two to little more than one, at the cost of up to this long with a finished task still shown active")
 	fs.IntVar(&s.procs, "procs", DefaultWorkerProcs, "OS threads running Go code at once (GOMAXPROCS); 0 keeps Go's choice, one per core, as does setting GOMAXPROCS in the environment. One is plenty: at the API's limit one worker needs under a quarter of a core (make bench), and more threads add scheduler wake-ups, not speed")
 	fs.BoolVar(&s.sysmonPoll, "sysmon-poll", true, "keep the Go runtime's monitor thread polling rather than sleeping between bursts of work: the worker re-executes itself once at start with GODEBUG=schedtrace="+sysmonPollMS+" (one SCHED line on stderr every 24.8 days), which cuts its thread wake-ups per call by three quarters and its CPU by about a quarter (make bench). Off, or a schedtrace already in GODEBUG, leaves the process as started")
 	s.log.register(fs)
