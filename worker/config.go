@@ -48,6 +48,10 @@ const (
 	// worker ends about 600 tasks a second, so 50 ms gathers up to 25
 	// scripts into one round trip.
 	DefaultAckDelay = 50 * time.Millisecond
+	// MaxAckDelay is the longest Config.AckDelay allowed: far below asynq's
+	// 30 s lease, after which a held acknowledgement would be dropped and its
+	// task run again.
+	MaxAckDelay = time.Second
 	// DefaultPollInterval is how often retries and delayed tasks are moved
 	// to their queue (asynq's DelayedTaskCheckInterval; its default of 5 s
 	// is long next to a 1 s retry).
@@ -205,6 +209,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.AckDelay == 0 {
 		c.AckDelay = DefaultAckDelay
+	}
+	if c.AckDelay > MaxAckDelay {
+		return c, fmt.Errorf("worker: AckDelay: must be at most %v, got %v", MaxAckDelay, c.AckDelay)
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = DefaultPollInterval

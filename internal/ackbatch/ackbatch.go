@@ -22,6 +22,14 @@
 // those are exactly done, mark-as-complete and requeue. Retry and archive
 // (which start with the task's key) and dequeue are sent at once. Commands
 // that are not scripts pass through untouched.
+//
+// One difference from sending each script alone remains: when a pipeline's
+// connection fails after Redis ran some of its scripts, go-redis retries
+// the whole pipeline (as it retries a lone command), so a script in it may
+// run twice. asynq's done and mark-as-complete then answer "not found",
+// which asynq logs; a requeue run twice during a stop can hand a task back
+// that another worker has taken, which runs it twice. Delivery is at least
+// once either way.
 package ackbatch
 
 import (
@@ -122,6 +130,9 @@ func (h *Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		}
 		if endsLease(cmd) && h.maxBatch > 1 {
 			return h.hold(ctx, cmd)
+		}
+		if ctx.Err() != nil {
+			return next(ctx, cmd) // it fails as it would alone; the held keep waiting
 		}
 		batch := h.take()
 		if len(batch) == 0 {
