@@ -9,6 +9,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/timq/timq/internal/prefetch"
+
 	"github.com/timq/timq/tasks"
 )
 
@@ -48,6 +50,8 @@ const (
 	// worker ends about 600 tasks a second, so 50 ms gathers up to 25
 	// scripts into one round trip.
 	DefaultAckDelay = 50 * time.Millisecond
+	// DefaultPrefetch is Config.Prefetch's default.
+	DefaultPrefetch = prefetch.DefaultBatch
 	// MaxAckDelay is the longest Config.AckDelay allowed: far below asynq's
 	// 30 s lease, after which a held acknowledgement would be dropped and its
 	// task run again.
@@ -138,6 +142,12 @@ type Config struct {
 	// state in Redis (what the dashboard shows) stays active. 0 means
 	// DefaultAckDelay; a negative value sends each script on its own.
 	AckDelay time.Duration
+	// Prefetch is how many tasks the worker may take from a queue in one
+	// Redis round trip (see package prefetch), capped at a quarter of the
+	// smallest concurrency. Taken tasks wait at most 5 s in the worker
+	// before going back to their queue. 0 means DefaultPrefetch; 1 or less
+	// takes one at a time, as asynq does.
+	Prefetch int
 	// PollInterval is how often due retries are moved back to their queue.
 	// Defaults to DefaultPollInterval.
 	PollInterval time.Duration
@@ -206,6 +216,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.Prefetch == 0 {
+		c.Prefetch = DefaultPrefetch
 	}
 	if c.AckDelay == 0 {
 		c.AckDelay = DefaultAckDelay

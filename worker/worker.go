@@ -48,6 +48,7 @@ import (
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/dlq"
 	"github.com/timq/timq/internal/metrics"
+	"github.com/timq/timq/internal/prefetch"
 	"github.com/timq/timq/internal/ratelimit"
 	"github.com/timq/timq/internal/recallbatch"
 	"github.com/timq/timq/tasks"
@@ -72,6 +73,7 @@ type Worker struct {
 	servers   []*asynq.Server
 	asynqRDB  redis.UniversalClient // the servers' shared client; they do not close it
 	acks      *ackbatch.Hook        // on asynqRDB; nil when AckDelay < 0
+	prefetch  *prefetch.Hook        // on asynqRDB; nil when Prefetch <= 1
 	started   bool
 	stopBg    context.CancelFunc // stops the archive reconciler
 	bgDone    chan struct{}
@@ -186,6 +188,13 @@ func (w *Worker) Start() error {
 	if !ok {
 		return errors.New("worker: Redis: connection option did not make a go-redis v9 client")
 	}
+	// Prefetch first, so that its fetches carry held acknowledgements.
+	var pre *prefetch.Hook
+	if w.cfg.Prefetch > 1 {
+		pre = prefetch.Install(asynqRDB, prefetch.Options{
+			Batch: min(w.cfg.Prefetch, max(1, min(w.cfg.Concurrency, w.cfg.RecallConcurrency)/4)),
+		})
+	}
 	var acks *ackbatch.Hook
 	if w.cfg.AckDelay >= 0 {
 		// A held script keeps its task's slot: hold at most a quarter of
@@ -216,13 +225,14 @@ func (w *Worker) Start() error {
 				s.Shutdown()
 			}
 			w.servers = nil
+			w.handBack(pre)
 			_ = asynqRDB.Close()
 			return fmt.Errorf("worker: start %s server: %w", typ, err)
 		}
 		w.servers = append(w.servers, srv)
 	}
 	w.started = true
-	w.asynqRDB, w.acks = asynqRDB, acks
+	w.asynqRDB, w.acks, w.prefetch = asynqRDB, acks, pre
 	if w.cfg.ReconcileInterval > 0 {
 		w.inspector = asynq.NewInspector(w.cfg.Redis)
 		var queues []string
@@ -259,8 +269,9 @@ func (w *Worker) Shutdown() {
 	}
 	wg.Wait()
 	w.mu.Lock()
-	acks := w.acks
+	acks, pre := w.acks, w.prefetch
 	if w.asynqRDB != nil && len(servers) > 0 {
+		w.handBack(pre)
 		_ = w.asynqRDB.Close()
 		w.asynqRDB = nil
 	}
@@ -285,9 +296,27 @@ func (w *Worker) Shutdown() {
 		if acks != nil {
 			args = append(args, "acks", acks.Stats())
 		}
+		if pre != nil {
+			args = append(args, "prefetch", pre.Stats())
+		}
 		w.log.Info("worker stopped", args...)
 	}
 	_ = w.rdb.Close()
+}
+
+// handBack stops pre's sweeper and returns the tasks it holds to their
+// queues; asynq's servers must have stopped. A failure is logged: those
+// tasks come back through asynq's lease recovery instead.
+func (w *Worker) handBack(pre *prefetch.Hook) {
+	if pre == nil {
+		return
+	}
+	pre.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := pre.HandBack(ctx); err != nil {
+		w.log.Warn("could not hand prefetched tasks back; asynq's lease recovery will", "error", err)
+	}
 }
 
 // Run starts the worker and blocks until ctx ends, then shuts down

@@ -36,6 +36,7 @@ type workerSettings struct {
 	dashReadOnly    bool
 	shutdownTimeout time.Duration
 	ackDelay        time.Duration
+	prefetch        int
 	localBudget     bool
 	appliedResults  bool
 	procs           int
@@ -90,6 +91,7 @@ func (s *workerSettings) workerConfig(env *Env) (worker.Config, error) {
 		MaxRetry:          s.maxRetry,
 		ShutdownTimeout:   s.shutdownTimeout,
 		AckDelay:          ackDelay(s.ackDelay),
+		Prefetch:          prefetchBatch(s.prefetch),
 		Logger:            log,
 	}, nil
 }
@@ -98,6 +100,15 @@ func (s *workerSettings) workerConfig(env *Env) (worker.Config, error) {
 // default and a negative value means off.
 func ackDelay(flag time.Duration) time.Duration {
 	if flag <= 0 {
+		return -1
+	}
+	return flag
+}
+
+// prefetchBatch maps --prefetch onto worker.Config.Prefetch, where 0 means
+// the default: here 0 and 1 both mean one task at a time.
+func prefetchBatch(flag int) int {
+	if flag <= 1 {
 		return -1
 	}
 	return flag
@@ -120,6 +131,7 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&s.localBudget, "local-budget", false, "pace each endpoint in this process alone instead of sharing the budget with every worker on the Redis (only for a single worker)")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "on SIGTERM, how long to wait for tasks in flight before handing them back")
 	fs.DurationVar(&s.ackDelay, "ack-delay", worker.DefaultAckDelay, "how long the Redis script that ends a task well may wait to share a round trip with others (at most 1s; up to a quarter of the smaller of --concurrency and --recall-concurrency at once); 0 sends each on its own. Cuts the Redis round trips per task from two to little more than one, at the cost of up to this long with a finished task still shown active")
+	fs.IntVar(&s.prefetch, "prefetch", worker.DefaultPrefetch, "tasks taken from a queue per Redis round trip (at most a quarter of the smaller of --concurrency and --recall-concurrency); taken tasks wait at most 5s in the worker before going back to their queue. 1 takes one at a time, as asynq does")
 	fs.IntVar(&s.procs, "procs", DefaultWorkerProcs, "OS threads running Go code at once (GOMAXPROCS); 0 keeps Go's choice, one per core, as does setting GOMAXPROCS in the environment. One is plenty: at the API's limit one worker needs under a quarter of a core (make bench), and more threads add scheduler wake-ups, not speed")
 	fs.BoolVar(&s.sysmonPoll, "sysmon-poll", true, "keep the Go runtime's monitor thread polling rather than sleeping between bursts of work: the worker re-executes itself once at start with GODEBUG=schedtrace="+sysmonPollMS+" (one SCHED line on stderr every 24.8 days), which cuts its thread wake-ups per call by three quarters and its CPU by about a quarter (make bench). Off, or a schedtrace already in GODEBUG, leaves the process as started")
 	s.log.register(fs)

@@ -1,0 +1,396 @@
+// Package prefetch lets asynq's processor take several tasks per Redis round
+// trip instead of one.
+//
+// asynq's processor dequeues one task per round trip, each time a
+// concurrency slot frees. A Hook installed on the go-redis client of asynq's
+// servers recognises that dequeue script (by its SHA1: it is asynq v0.26's
+// script, copied here, so a different asynq script is never intercepted) and
+// answers it from a small per-queue buffer. When the buffer is empty it runs
+// one script that does what asynq's dequeue does for up to Options.Batch
+// tasks at once — skip a paused queue; move each task from pending to
+// active; mark it active; lease it until the expiry asynq asked for — keeps
+// the rest and answers the caller with the first.
+//
+// Buffered tasks are active and leased in Redis, as asynq's own are while
+// it processes them; only this worker's processor can be handed them. A
+// buffered task older than Options.MaxAge, and every buffered task when
+// HandBack runs (the worker stopping), goes back to the head of its queue as
+// asynq's requeue does it, so its lease never runs out unseen. A worker that
+// is killed leaves its buffered tasks to asynq's lease recovery, like the
+// tasks it was running. A queue paused after a fetch still hands out what
+// was buffered: at most Batch tasks per worker.
+package prefetch
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// asynqDequeue is asynq v0.26.0's dequeue script (internal/rdb/rdb.go,
+// dequeueCmd), byte for byte. Only calls of this script are answered.
+const asynqDequeue = `
+if redis.call("EXISTS", KEYS[2]) == 0 then
+	local id = redis.call("RPOPLPUSH", KEYS[1], KEYS[3])
+	if id then
+		local key = ARGV[2] .. id
+		redis.call("HSET", key, "state", "active")
+		redis.call("HDEL", key, "pending_since")
+		redis.call("ZADD", KEYS[4], ARGV[1], id)
+		return redis.call("HGET", key, "msg")
+	end
+end
+return nil`
+
+var asynqDequeueSHA = func() string { s := sha1.Sum([]byte(asynqDequeue)); return hex.EncodeToString(s[:]) }()
+
+// dequeueMany is asynqDequeue for up to ARGV[3] tasks; it returns
+// {id1, msg1, id2, msg2, ...}. Keys and the first two arguments are
+// asynq's. A task without a message (which asynq's script would lease and
+// answer as no task) is leased and left out, as asynq leaves it.
+const dequeueManySource = `
+local out = {}
+if redis.call("EXISTS", KEYS[2]) == 1 then
+	return out
+end
+for i = 1, tonumber(ARGV[3]) do
+	local id = redis.call("RPOPLPUSH", KEYS[1], KEYS[3])
+	if not id then
+		break
+	end
+	local key = ARGV[2] .. id
+	redis.call("HSET", key, "state", "active")
+	redis.call("HDEL", key, "pending_since")
+	redis.call("ZADD", KEYS[4], ARGV[1], id)
+	local msg = redis.call("HGET", key, "msg")
+	if msg then
+		table.insert(out, id)
+		table.insert(out, msg)
+	end
+end
+return out`
+
+var dequeueMany = redis.NewScript(dequeueManySource)
+
+// handBack is asynq's requeue for several tasks of one queue: each goes
+// from active back to the head of pending, loses its lease and is marked
+// pending. KEYS: pending, active, lease; ARGV[1]: the task key prefix;
+// ARGV[2..]: task IDs. A task no longer active (recovered meanwhile) is
+// left alone.
+var handBack = redis.NewScript(`
+for i = 2, #ARGV do
+	local id = ARGV[i]
+	if redis.call("LREM", KEYS[2], 0, id) > 0 then
+		redis.call("ZREM", KEYS[3], id)
+		redis.call("RPUSH", KEYS[1], id)
+		redis.call("HSET", ARGV[1] .. id, "state", "pending")
+	end
+end
+return redis.status_reply("OK")`)
+
+// DefaultBatch is how many tasks one fetch takes at most.
+const DefaultBatch = 8
+
+// DefaultMaxAge is how long a task waits in the buffer at most before it
+// is handed back: far inside asynq's 30 s lease.
+const DefaultMaxAge = 5 * time.Second
+
+// Options tune a Hook.
+type Options struct {
+	// Batch is the most tasks one fetch takes. <= 0 means DefaultBatch; 1
+	// fetches as asynq does.
+	Batch int
+	// MaxAge is how long a task may wait in the buffer. <= 0 means
+	// DefaultMaxAge.
+	MaxAge time.Duration
+}
+
+// Stats counts what a Hook did.
+type Stats struct {
+	// Fetches is the number of scripts run to fill a buffer.
+	Fetches uint64
+	// Served is the number of dequeues answered, from a fetch or the
+	// buffer.
+	Served uint64
+	// HandedBack is the number of buffered tasks returned to their queue.
+	HandedBack uint64
+}
+
+// Hook answers asynq's dequeues from per-queue buffers. Install it with
+// Install; call HandBack when the servers have stopped and Close to stop its
+// sweeper.
+type Hook struct {
+	rdb    redis.UniversalClient
+	batch  int
+	maxAge time.Duration
+	now    func() time.Time
+
+	mu    sync.Mutex
+	bufs  map[string]*buffer // by pending key
+	stats Stats
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	swept    chan struct{}
+}
+
+// buffer holds one queue's fetched tasks, oldest first, and the IDs of
+// those too old to serve, waiting to be handed back.
+type buffer struct {
+	keys   []string // asynq's dequeue keys: pending, paused, active, lease
+	prefix string   // the queue's task key prefix
+	tasks  []task
+	stale  []string
+}
+
+type task struct {
+	id, msg string
+	at      time.Time
+}
+
+// Install adds a Hook to rdb, starts its sweeper and returns it. Install it
+// before any hook that should see its fetches (such as package ackbatch's).
+func Install(rdb redis.UniversalClient, opts Options) *Hook {
+	if opts.Batch <= 0 {
+		opts.Batch = DefaultBatch
+	}
+	if opts.MaxAge <= 0 {
+		opts.MaxAge = DefaultMaxAge
+	}
+	h := &Hook{rdb: rdb, batch: opts.Batch, maxAge: opts.MaxAge, now: time.Now,
+		bufs: map[string]*buffer{}, stop: make(chan struct{}), swept: make(chan struct{})}
+	rdb.AddHook(h)
+	go h.sweep()
+	return h
+}
+
+// Stats returns what the hook has done so far.
+func (h *Hook) Stats() Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.stats
+}
+
+// DialHook implements redis.Hook; it changes nothing.
+func (h *Hook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessPipelineHook implements redis.Hook; it changes nothing.
+func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// ProcessHook implements redis.Hook: it answers asynq's dequeue script
+// from the buffer, fetching a batch when the buffer is empty.
+func (h *Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c, ok := cmd.(*redis.Cmd)
+		if !ok || h.batch <= 1 || !isAsynqDequeue(cmd) {
+			return next(ctx, cmd)
+		}
+		args := cmd.Args() // evalsha sha 4 pending paused active lease expiry prefix
+		keys := []string{args[3].(string), args[4].(string), args[5].(string), args[6].(string)}
+		if t, ok := h.pop(keys[0]); ok {
+			c.SetVal(t.msg)
+			return nil
+		}
+		fetched, err := h.fetch(ctx, next, keys, args[7], args[8])
+		if err != nil {
+			c.SetErr(err)
+			return err
+		}
+		if len(fetched) == 0 {
+			c.SetErr(redis.Nil)
+			return redis.Nil
+		}
+		prefix, _ := args[8].(string)
+		h.mu.Lock()
+		h.stats.Fetches++
+		h.stats.Served++
+		b := h.bufs[keys[0]]
+		if b == nil {
+			b = &buffer{keys: keys, prefix: prefix}
+			h.bufs[keys[0]] = b
+		}
+		b.tasks = append(b.tasks, fetched[1:]...)
+		h.mu.Unlock()
+		c.SetVal(fetched[0].msg)
+		return nil
+	}
+}
+
+// pop takes the oldest buffered task of the queue whose pending list is
+// pendingKey that is young enough to serve; older ones are set aside for
+// the sweeper to hand back.
+func (h *Hook) pop(pendingKey string) (task, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b := h.bufs[pendingKey]
+	if b == nil {
+		return task{}, false
+	}
+	now := h.now()
+	for len(b.tasks) > 0 {
+		t := b.tasks[0]
+		b.tasks = b.tasks[1:]
+		if now.Sub(t.at) > h.maxAge {
+			b.stale = append(b.stale, t.id)
+			continue
+		}
+		h.stats.Served++
+		return t, true
+	}
+	return task{}, false
+}
+
+// fetch runs dequeueMany through next (so the hooks after this one see it).
+func (h *Hook) fetch(ctx context.Context, next redis.ProcessHook, keys []string, expiry, prefix any) ([]task, error) {
+	run := func(name, script string) *redis.Cmd {
+		args := []any{name, script, len(keys)}
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		args = append(args, expiry, prefix, h.batch)
+		c := redis.NewCmd(ctx, args...)
+		// A hook's next returns the command's error without always
+		// setting it on the command.
+		if err := next(ctx, c); err != nil {
+			c.SetErr(err)
+		}
+		return c
+	}
+	c := run("evalsha", dequeueMany.Hash())
+	if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		c = run("eval", dequeueManySource)
+	}
+	vals, err := c.Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(vals)%2 != 0 {
+		return nil, fmt.Errorf("prefetch: odd reply of %d values", len(vals))
+	}
+	now := h.now()
+	out := make([]task, 0, len(vals)/2)
+	for i := 0; i < len(vals); i += 2 {
+		id, ok1 := vals[i].(string)
+		msg, ok2 := vals[i+1].(string)
+		if !ok1 || !ok2 {
+			return nil, errors.New("prefetch: reply is not ID and message strings")
+		}
+		out = append(out, task{id: id, msg: msg, at: now})
+	}
+	return out, nil
+}
+
+// HandBack returns every buffered task to the head of its queue. Call it
+// once asynq's servers have stopped, before the client closes.
+func (h *Hook) HandBack(ctx context.Context) error {
+	return h.handBackOlderThan(ctx, -1)
+}
+
+// Close stops the sweeper. It does not hand anything back.
+func (h *Hook) Close() {
+	h.stopOnce.Do(func() { close(h.stop) })
+	<-h.swept
+}
+
+// sweep hands back stale tasks once a second until Close.
+func (h *Hook) sweep() {
+	defer close(h.swept)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-tick.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = h.handBackOlderThan(ctx, h.maxAge)
+			cancel()
+		}
+	}
+}
+
+// handBackOlderThan hands back the buffered tasks older than age (all of
+// them when age < 0) and those set aside as stale. Tasks whose hand-back
+// fails stay set aside, to try again.
+func (h *Hook) handBackOlderThan(ctx context.Context, age time.Duration) error {
+	type group struct {
+		b   *buffer
+		ids []string
+	}
+	var groups []group
+	h.mu.Lock()
+	now := h.now()
+	for _, b := range h.bufs {
+		n := 0
+		for n < len(b.tasks) && (age < 0 || now.Sub(b.tasks[n].at) > age) {
+			n++
+		}
+		ids := b.stale
+		for _, t := range b.tasks[:n] {
+			ids = append(ids, t.id)
+		}
+		b.tasks, b.stale = b.tasks[n:], nil
+		if len(ids) > 0 {
+			groups = append(groups, group{b: b, ids: ids})
+		}
+	}
+	h.mu.Unlock()
+	var errs []error
+	for _, g := range groups {
+		args := []any{g.b.prefix}
+		for _, id := range g.ids {
+			args = append(args, id)
+		}
+		// Keys: pending, active, lease (asynq's dequeue keys 1, 3, 4). With
+		// the pending key first, package ackbatch does not hold it.
+		err := handBack.Run(ctx, h.rdb, []string{g.b.keys[0], g.b.keys[2], g.b.keys[3]}, args...).Err()
+		h.mu.Lock()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("prefetch: hand back %d tasks: %w", len(g.ids), err))
+			g.b.stale = append(g.b.stale, g.ids...)
+		} else {
+			h.stats.HandedBack += uint64(len(g.ids))
+		}
+		h.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// isAsynqDequeue reports whether cmd runs asynq's dequeue script with its
+// four keys and two arguments.
+func isAsynqDequeue(cmd redis.Cmder) bool {
+	args := cmd.Args()
+	if len(args) != 9 {
+		return false
+	}
+	switch cmd.Name() {
+	case "evalsha":
+		if s, _ := args[1].(string); s != asynqDequeueSHA {
+			return false
+		}
+	case "eval":
+		if s, _ := args[1].(string); s != asynqDequeue {
+			return false
+		}
+	default:
+		return false
+	}
+	if n, ok := args[2].(int); !ok || n != 4 {
+		return false
+	}
+	for i, suffix := range []string{":pending", ":paused", ":active", ":lease"} {
+		if k, ok := args[3+i].(string); !ok || !strings.HasSuffix(k, suffix) {
+			return false
+		}
+	}
+	return true
+}
