@@ -244,6 +244,11 @@ func TestTargetsAndTables(t *testing.T) {
 	if got := strings.Join(res.targets(), "\n"); strings.Contains(got, "NOT") || strings.Contains(got, "steal") {
 		t.Errorf("all targets met, but:\n%s", got)
 	}
+	// A configuration that made no calls meets nothing.
+	idle := &Results{Cfg: res.Cfg, Rows: []Row{res.Rows[0], {Config: "4 workers", Endpoint: "clear_group_msg", Dropped: -1, Steal: -1}}}
+	if got := strings.Join(idle.targets(), "\n"); strings.Count(got, "NOT met") != 4 {
+		t.Errorf("a row without calls, but not every target is NOT met:\n%s", got)
+	}
 	var b bytes.Buffer
 	if err := res.WriteText(&b); err != nil {
 		t.Fatal(err)
@@ -389,9 +394,14 @@ func TestBenchSmoke(t *testing.T) {
 	if err != nil || !strings.Contains(string(log), `"sysmon_poll":true`) {
 		t.Errorf("the worker's log does not say sysmon_poll true (%v):\n%.2000s", err, log)
 	}
-	// It held the scripts ending its tasks (--ack-delay is on by default).
-	if held, pipes := ackStats(t, log); int64(held) < res.Rows[0].Calls/2 || pipes == 0 {
-		t.Errorf("worker 1w-0 held %d task-ending scripts in %d pipelines for %d calls per endpoint: want them held and sent", held, pipes, res.Rows[0].Calls)
+	// It held the scripts ending its tasks (--ack-delay) and took tasks in
+	// batches (--prefetch), both on by default.
+	st := stopStats(t, log)
+	if int64(st.Acks.Held) < res.Rows[0].Calls/2 || st.Acks.Pipelines == 0 {
+		t.Errorf("worker 1w-0 held %d task-ending scripts in %d pipelines for %d calls per endpoint: want them held and sent", st.Acks.Held, st.Acks.Pipelines, res.Rows[0].Calls)
+	}
+	if int64(st.Prefetch.Served) < res.Rows[0].Calls || st.Prefetch.Fetches == 0 || st.Prefetch.Fetches >= st.Prefetch.Served {
+		t.Errorf("worker 1w-0 served %d dequeues from %d fetches: want several tasks per fetch", st.Prefetch.Served, st.Prefetch.Fetches)
 	}
 	if len(res.Recall) != 3 {
 		t.Fatalf("%d recall rows, want 3", len(res.Recall))
@@ -445,19 +455,24 @@ not json: a runtime message
 	}
 }
 
-// ackStats returns the ackbatch.Stats in a worker log's "worker stopped"
-// line.
-func ackStats(t *testing.T, log []byte) (held, pipelines int) {
+// stopStats returns the ackbatch and prefetch counts in a worker log's
+// "worker stopped" line.
+func stopStats(t *testing.T, log []byte) (st struct {
+	Acks     struct{ Held, Pipelines int }
+	Prefetch struct{ Fetches, Served, HandedBack int }
+}) {
 	t.Helper()
 	for _, line := range strings.Split(string(log), "\n") {
 		var l struct {
-			Msg  string `json:"msg"`
-			Acks struct{ Held, Pipelines int }
+			Msg string `json:"msg"`
 		}
 		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "worker stopped" {
-			return l.Acks.Held, l.Acks.Pipelines
+			if err := json.Unmarshal([]byte(line), &st); err != nil {
+				t.Errorf("worker stopped line: %v", err)
+			}
+			return st
 		}
 	}
 	t.Errorf("no worker stopped line in:\n%.2000s", log)
-	return 0, 0
+	return st
 }
