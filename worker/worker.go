@@ -306,7 +306,8 @@ func (w *Worker) Shutdown() {
 
 // handBack stops pre's sweeper and returns the tasks it holds to their
 // queues; asynq's servers must have stopped. A failure is logged: those
-// tasks come back through asynq's lease recovery instead.
+// tasks come back through asynq's lease recovery instead, which counts a
+// failed attempt for each.
 func (w *Worker) handBack(pre *prefetch.Hook) {
 	if pre == nil {
 		return
@@ -315,7 +316,7 @@ func (w *Worker) handBack(pre *prefetch.Hook) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := pre.HandBack(ctx); err != nil {
-		w.log.Warn("could not hand prefetched tasks back; asynq's lease recovery will", "error", err)
+		w.log.Warn("could not hand prefetched tasks back: asynq's lease recovery will, counting a failed attempt for each", "error", err)
 	}
 }
 

@@ -14,19 +14,29 @@
 // Buffered tasks are active and leased in Redis, as asynq's own are while
 // it processes them; only this worker's processor can be handed them. A
 // buffered task older than Options.MaxAge, and every buffered task when
-// HandBack runs (the worker stopping), goes back to the head of its queue as
-// asynq's requeue does it, so its lease never runs out unseen. A worker that
-// is killed leaves its buffered tasks to asynq's lease recovery, like the
-// tasks it was running. A queue paused after a fetch still hands out what
-// was buffered: at most Batch tasks per worker.
+// HandBack runs (the worker stopping), goes back to the head of its queue,
+// oldest first, as asynq's requeue does it, so its lease never runs out
+// unseen. Each fetch marks its tasks with a token, and a task goes back
+// only while it still carries that token and that lease: a hand-back
+// retried after a lost reply never takes back a task someone else has
+// taken since.
+//
+// A worker that is killed, or whose hand-back fails until the lease runs
+// out, leaves its buffered tasks to asynq's lease recovery, as it leaves
+// the tasks it was running: asynq then counts a failed attempt for each
+// (and archives one that was on its last attempt) although it never ran.
+// A queue paused after a fetch still hands out what was buffered: at most
+// Batch tasks per worker.
 package prefetch
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -53,8 +63,10 @@ var asynqDequeueSHA = func() string { s := sha1.Sum([]byte(asynqDequeue)); retur
 
 // dequeueMany is asynqDequeue for up to ARGV[3] tasks; it returns
 // {id1, msg1, id2, msg2, ...}. Keys and the first two arguments are
-// asynq's. A task without a message (which asynq's script would lease and
-// answer as no task) is leased and left out, as asynq leaves it.
+// asynq's. Each task taken also gets ARGV[4], the fetch's token, in its
+// hash's tokenField, so that only this fetch can hand it back. A task
+// without a message (which asynq's script would lease and answer as no
+// task) is leased and left out, as asynq leaves it.
 const dequeueManySource = `
 local out = {}
 if redis.call("EXISTS", KEYS[2]) == 1 then
@@ -69,6 +81,7 @@ for i = 1, tonumber(ARGV[3]) do
 	redis.call("HSET", key, "state", "active")
 	redis.call("HDEL", key, "pending_since")
 	redis.call("ZADD", KEYS[4], ARGV[1], id)
+	redis.call("HSET", key, "timq_prefetch", ARGV[4])
 	local msg = redis.call("HGET", key, "msg")
 	if msg then
 		table.insert(out, id)
@@ -79,21 +92,29 @@ return out`
 
 var dequeueMany = redis.NewScript(dequeueManySource)
 
-// handBack is asynq's requeue for several tasks of one queue: each goes
-// from active back to the head of pending, loses its lease and is marked
-// pending. KEYS: pending, active, lease; ARGV[1]: the task key prefix;
-// ARGV[2..]: task IDs. A task no longer active (recovered meanwhile) is
-// left alone.
+// handBack is asynq's requeue for tasks of one queue that a fetch took and
+// nobody has run. KEYS: pending, active, lease. ARGV[1]: the task key
+// prefix; then per task, oldest first: ID, the fetch's token, the lease
+// expiry the fetch set. A task goes back only if it still carries that
+// token and that lease, so a retried hand-back (its first reply lost)
+// never takes a task back from whoever took it since. It goes to the head
+// of pending, oldest at the very head, loses its lease and token, and is
+// marked pending. It returns how many went back.
 var handBack = redis.NewScript(`
-for i = 2, #ARGV do
-	local id = ARGV[i]
-	if redis.call("LREM", KEYS[2], 0, id) > 0 then
+local n = 0
+for i = #ARGV - 2, 2, -3 do
+	local id, token, expiry = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+	local key = ARGV[1] .. id
+	if redis.call("HGET", key, "timq_prefetch") == token and redis.call("ZSCORE", KEYS[3], id) == expiry then
+		redis.call("LREM", KEYS[2], 0, id)
 		redis.call("ZREM", KEYS[3], id)
 		redis.call("RPUSH", KEYS[1], id)
-		redis.call("HSET", ARGV[1] .. id, "state", "pending")
+		redis.call("HSET", key, "state", "pending")
+		redis.call("HDEL", key, "timq_prefetch")
+		n = n + 1
 	end
 end
-return redis.status_reply("OK")`)
+return n`)
 
 // DefaultBatch is how many tasks one fetch takes at most.
 const DefaultBatch = 8
@@ -119,7 +140,8 @@ type Stats struct {
 	// Served is the number of dequeues answered, from a fetch or the
 	// buffer.
 	Served uint64
-	// HandedBack is the number of buffered tasks returned to their queue.
+	// HandedBack is the number of buffered tasks returned to their queue
+	// (not counting any found taken by someone else meanwhile).
 	HandedBack uint64
 }
 
@@ -132,9 +154,12 @@ type Hook struct {
 	maxAge time.Duration
 	now    func() time.Time
 
-	mu    sync.Mutex
-	bufs  map[string]*buffer // by pending key
-	stats Stats
+	id string // random, for fetch tokens
+
+	mu       sync.Mutex
+	bufs     map[string]*buffer // by pending key
+	fetchSeq uint64
+	stats    Stats
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -147,13 +172,18 @@ type buffer struct {
 	keys   []string // asynq's dequeue keys: pending, paused, active, lease
 	prefix string   // the queue's task key prefix
 	tasks  []task
-	stale  []string
+	stale  []stale
 }
 
 type task struct {
 	id, msg string
-	at      time.Time
+	token   string    // the fetch's
+	expiry  string    // the lease expiry the fetch set, Unix seconds
+	at      time.Time // when it was fetched
 }
+
+// stale is a task set aside to be handed back.
+type stale struct{ id, token, expiry string }
 
 // Install adds a Hook to rdb, starts its sweeper and returns it. Install it
 // before any hook that should see its fetches (such as package ackbatch's).
@@ -164,7 +194,9 @@ func Install(rdb redis.UniversalClient, opts Options) *Hook {
 	if opts.MaxAge <= 0 {
 		opts.MaxAge = DefaultMaxAge
 	}
-	h := &Hook{rdb: rdb, batch: opts.Batch, maxAge: opts.MaxAge, now: time.Now,
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	h := &Hook{rdb: rdb, batch: opts.Batch, maxAge: opts.MaxAge, now: time.Now, id: hex.EncodeToString(id[:]),
 		bufs: map[string]*buffer{}, stop: make(chan struct{}), swept: make(chan struct{})}
 	rdb.AddHook(h)
 	go h.sweep()
@@ -240,7 +272,7 @@ func (h *Hook) pop(pendingKey string) (task, bool) {
 		t := b.tasks[0]
 		b.tasks = b.tasks[1:]
 		if now.Sub(t.at) > h.maxAge {
-			b.stale = append(b.stale, t.id)
+			b.stale = append(b.stale, stale{t.id, t.token, t.expiry})
 			continue
 		}
 		h.stats.Served++
@@ -251,12 +283,16 @@ func (h *Hook) pop(pendingKey string) (task, bool) {
 
 // fetch runs dequeueMany through next (so the hooks after this one see it).
 func (h *Hook) fetch(ctx context.Context, next redis.ProcessHook, keys []string, expiry, prefix any) ([]task, error) {
+	h.mu.Lock()
+	h.fetchSeq++
+	token := fmt.Sprintf("%s-%d", h.id, h.fetchSeq)
+	h.mu.Unlock()
 	run := func(name, script string) *redis.Cmd {
 		args := []any{name, script, len(keys)}
 		for _, k := range keys {
 			args = append(args, k)
 		}
-		args = append(args, expiry, prefix, h.batch)
+		args = append(args, expiry, prefix, h.batch, token)
 		c := redis.NewCmd(ctx, args...)
 		// A hook's next returns the command's error without always
 		// setting it on the command.
@@ -284,7 +320,7 @@ func (h *Hook) fetch(ctx context.Context, next redis.ProcessHook, keys []string,
 		if !ok1 || !ok2 {
 			return nil, errors.New("prefetch: reply is not ID and message strings")
 		}
-		out = append(out, task{id: id, msg: msg, at: now})
+		out = append(out, task{id: id, msg: msg, token: token, expiry: fmt.Sprint(expiry), at: now})
 	}
 	return out, nil
 }
@@ -320,11 +356,12 @@ func (h *Hook) sweep() {
 
 // handBackOlderThan hands back the buffered tasks older than age (all of
 // them when age < 0) and those set aside as stale. Tasks whose hand-back
-// fails stay set aside, to try again.
+// fails stay set aside, to try again, until their lease has run out: then
+// asynq's lease recovery has them.
 func (h *Hook) handBackOlderThan(ctx context.Context, age time.Duration) error {
 	type group struct {
-		b   *buffer
-		ids []string
+		b     *buffer
+		tasks []stale
 	}
 	var groups []group
 	h.mu.Lock()
@@ -334,31 +371,36 @@ func (h *Hook) handBackOlderThan(ctx context.Context, age time.Duration) error {
 		for n < len(b.tasks) && (age < 0 || now.Sub(b.tasks[n].at) > age) {
 			n++
 		}
-		ids := b.stale
+		var ts []stale
+		for _, t := range b.stale {
+			if exp, err := strconv.ParseInt(t.expiry, 10, 64); err == nil && now.Unix() < exp {
+				ts = append(ts, t)
+			}
+		}
 		for _, t := range b.tasks[:n] {
-			ids = append(ids, t.id)
+			ts = append(ts, stale{t.id, t.token, t.expiry})
 		}
 		b.tasks, b.stale = b.tasks[n:], nil
-		if len(ids) > 0 {
-			groups = append(groups, group{b: b, ids: ids})
+		if len(ts) > 0 {
+			groups = append(groups, group{b: b, tasks: ts})
 		}
 	}
 	h.mu.Unlock()
 	var errs []error
 	for _, g := range groups {
 		args := []any{g.b.prefix}
-		for _, id := range g.ids {
-			args = append(args, id)
+		for _, t := range g.tasks {
+			args = append(args, t.id, t.token, t.expiry)
 		}
 		// Keys: pending, active, lease (asynq's dequeue keys 1, 3, 4). With
 		// the pending key first, package ackbatch does not hold it.
-		err := handBack.Run(ctx, h.rdb, []string{g.b.keys[0], g.b.keys[2], g.b.keys[3]}, args...).Err()
+		moved, err := handBack.Run(ctx, h.rdb, []string{g.b.keys[0], g.b.keys[2], g.b.keys[3]}, args...).Int()
 		h.mu.Lock()
 		if err != nil {
-			errs = append(errs, fmt.Errorf("prefetch: hand back %d tasks: %w", len(g.ids), err))
-			g.b.stale = append(g.b.stale, g.ids...)
+			errs = append(errs, fmt.Errorf("prefetch: hand back %d tasks: %w", len(g.tasks), err))
+			g.b.stale = append(g.b.stale, g.tasks...)
 		} else {
-			h.stats.HandedBack += uint64(len(g.ids))
+			h.stats.HandedBack += uint64(moved)
 		}
 		h.mu.Unlock()
 	}

@@ -2,8 +2,11 @@ package prefetch_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,6 +147,7 @@ func TestHandBackReturnsBufferedTasksToTheirQueue(t *testing.T) {
 		t.Fatalf("%d tasks active with 4 slots full: nothing was prefetched", info.Active)
 	}
 	buffered := info.Active - 4
+	first.srv.Stop() // takes nothing more, so the buffer stays
 	close(release)
 	first.stop()
 	if got := first.hook.Stats().HandedBack; got == 0 {
@@ -246,4 +250,89 @@ func TestOtherScriptsPassThrough(t *testing.T) {
 	if st := h.Stats(); st != (prefetch.Stats{}) {
 		t.Errorf("stats %+v, want none", st)
 	}
+}
+
+// lostReply lets the first hand-back script run in Redis and then reports
+// an error, as when its reply is lost; later calls pass.
+type lostReply struct{ done atomic.Bool }
+
+func (l *lostReply) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (l *lostReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (l *lostReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		args := cmd.Args()
+		isHandBack := len(args) > 5 && args[2] == 3 && strings.HasSuffix(fmt.Sprint(args[3]), ":pending") && strings.HasSuffix(fmt.Sprint(args[4]), ":active")
+		if err := next(ctx, cmd); err != nil || !isHandBack || l.done.Swap(true) {
+			return err
+		}
+		err := errors.New("reply lost")
+		cmd.SetErr(err)
+		return err
+	}
+}
+
+// TestARetriedHandBackTakesNothingFromOthers: a hand-back whose reply was
+// lost ran in Redis, and the tasks went to another server meanwhile; the
+// retry must leave them alone, so each task runs once.
+func TestARetriedHandBackTakesNothingFromOthers(t *testing.T) {
+	db := testenv.Redis(t)
+	const queue, n = "prefetch-retry", 6
+	enqueue(t, db, queue, n)
+	rdb := redis.NewClient(&redis.Options{Addr: db.Addr, DB: db.DB})
+	h := prefetch.Install(rdb, prefetch.Options{Batch: 4, MaxAge: 50 * time.Millisecond})
+	rdb.AddHook(&lostReply{})
+	t.Cleanup(func() { h.Close(); rdb.Close() })
+	// Take tasks as asynq's processor would, once, and never ask again: the
+	// other three go stale.
+	dq := redis.NewScript(prefetch.AsynqDequeueSource)
+	keys := []string{"asynq:{" + queue + "}:pending", "asynq:{" + queue + "}:paused", "asynq:{" + queue + "}:active", "asynq:{" + queue + "}:lease"}
+	if err := dq.Run(context.Background(), rdb, keys, time.Now().Add(30*time.Second).Unix(), "asynq:{"+queue+"}:t:").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if h.Stats().Fetches != 1 {
+		t.Fatalf("stats %+v: the dequeue was not answered by a fetch", h.Stats())
+	}
+	// The first hand-back runs but "fails"; meanwhile a plain asynq server
+	// takes and runs everything; the sweeper retries each second.
+	other := startPlainServer(t, db, queue)
+	waitFor(t, "every task processed", func() bool {
+		info := queueInfo(t, db, queue)
+		return info.Processed >= n-1 && info.Pending == 0
+	})
+	time.Sleep(2 * time.Second) // anything taken back would run again by now
+	info := queueInfo(t, db, queue)
+	if info.Processed != n-1 || info.Pending != 0 || info.Active != 1 {
+		t.Errorf("processed %d, pending %d, active %d; want %d, 0 and 1 (the task our dequeue got)", info.Processed, info.Pending, info.Active, n-1)
+	}
+	other.mu.Lock()
+	defer other.mu.Unlock()
+	for p, c := range other.seen {
+		if c != 1 {
+			t.Errorf("task %s ran %d times", p, c)
+		}
+	}
+}
+
+// startPlainServer runs an asynq server without the hook whose tasks take
+// 1.5 s each, so that they are still active when a hand-back is retried.
+func startPlainServer(t *testing.T, db *testenv.RedisDB, queue string) *server {
+	t.Helper()
+	s := &server{db: db, seen: map[string]int{}}
+	s.srv = asynq.NewServer(db.ConnOpt(), asynq.Config{
+		Concurrency: 8, Queues: map[string]int{queue: 1}, LogLevel: asynq.FatalLevel,
+		TaskCheckInterval: 10 * time.Millisecond,
+	})
+	if err := s.srv.Start(asynq.HandlerFunc(func(_ context.Context, task *asynq.Task) error {
+		s.mu.Lock()
+		s.seen[string(task.Payload())]++
+		s.mu.Unlock()
+		time.Sleep(1500 * time.Millisecond)
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.srv.Shutdown)
+	return s
 }
