@@ -39,6 +39,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/timq/timq/internal/redishook"
 )
 
 // DefaultDelay is how long a held script waits at most for others.
@@ -60,6 +62,7 @@ type Options struct {
 // with Install, or with AddHook on the client of asynq's servers. Its zero
 // value is not usable: call New.
 type Hook struct {
+	redishook.ProcessOnly
 	pipe     func() redis.Pipeliner
 	delay    time.Duration
 	maxBatch int
@@ -111,14 +114,6 @@ func (h *Hook) Stats() Stats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.stats
-}
-
-// DialHook implements redis.Hook; it changes nothing.
-func (h *Hook) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-// ProcessPipelineHook implements redis.Hook; it changes nothing.
-func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
 }
 
 // ProcessHook implements redis.Hook: it holds the scripts that end a task

@@ -42,6 +42,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/timq/timq/internal/redishook"
 )
 
 // asynqDequeue is asynq v0.26.0's dequeue script (internal/rdb/rdb.go,
@@ -149,6 +151,7 @@ type Stats struct {
 // Install; call HandBack when the servers have stopped and Close to stop its
 // sweeper.
 type Hook struct {
+	redishook.ProcessOnly
 	rdb    redis.UniversalClient
 	batch  int
 	maxAge time.Duration
@@ -208,14 +211,6 @@ func (h *Hook) Stats() Stats {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.stats
-}
-
-// DialHook implements redis.Hook; it changes nothing.
-func (h *Hook) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-// ProcessPipelineHook implements redis.Hook; it changes nothing.
-func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
 }
 
 // ProcessHook implements redis.Hook: it answers asynq's dequeue script

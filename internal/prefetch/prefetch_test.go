@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/timq/timq/internal/prefetch"
+	"github.com/timq/timq/internal/redishook"
 	"github.com/timq/timq/internal/testenv"
 )
 
@@ -254,12 +255,11 @@ func TestOtherScriptsPassThrough(t *testing.T) {
 
 // lostReply lets the first hand-back script run in Redis and then reports
 // an error, as when its reply is lost; later calls pass.
-type lostReply struct{ done atomic.Bool }
-
-func (l *lostReply) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (l *lostReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+type lostReply struct {
+	redishook.ProcessOnly
+	done atomic.Bool
 }
+
 func (l *lostReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		args := cmd.Args()
