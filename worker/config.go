@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/timq/timq/internal/prefetch"
-
 	"github.com/timq/timq/tasks"
 )
 

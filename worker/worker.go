@@ -112,9 +112,9 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: API: %w", err)
 	}
-	rdb, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return nil, errors.New("worker: Redis: connection option did not make a go-redis v9 client")
+	rdb, err := newRedisClient(cfg.Redis)
+	if err != nil {
+		return nil, err
 	}
 	w := &Worker{
 		cfg:      cfg,
@@ -184,25 +184,21 @@ func (w *Worker) Start() error {
 	handler := w.Handler()
 	// One client for the three servers, so that the scripts ending their
 	// tasks share round trips (see package ackbatch).
-	asynqRDB, ok := w.cfg.Redis.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return errors.New("worker: Redis: connection option did not make a go-redis v9 client")
+	asynqRDB, err := newRedisClient(w.cfg.Redis)
+	if err != nil {
+		return err
 	}
+	// Held acknowledgements and buffered tasks keep slots or leases: each
+	// takes at most a quarter of the smallest server's slots.
+	quarter := max(1, min(w.cfg.Concurrency, w.cfg.RecallConcurrency)/4)
 	// Prefetch first, so that its fetches carry held acknowledgements.
 	var pre *prefetch.Hook
 	if w.cfg.Prefetch > 1 {
-		pre = prefetch.Install(asynqRDB, prefetch.Options{
-			Batch: min(w.cfg.Prefetch, max(1, min(w.cfg.Concurrency, w.cfg.RecallConcurrency)/4)),
-		})
+		pre = prefetch.Install(asynqRDB, prefetch.Options{Batch: min(w.cfg.Prefetch, quarter)})
 	}
 	var acks *ackbatch.Hook
 	if w.cfg.AckDelay >= 0 {
-		// A held script keeps its task's slot: hold at most a quarter of
-		// the smallest server's slots.
-		acks = ackbatch.Install(asynqRDB, ackbatch.Options{
-			Delay:    w.cfg.AckDelay,
-			MaxBatch: max(1, min(w.cfg.Concurrency, w.cfg.RecallConcurrency)/4),
-		})
+		acks = ackbatch.Install(asynqRDB, ackbatch.Options{Delay: w.cfg.AckDelay, MaxBatch: quarter})
 	}
 	for _, typ := range tasks.Types() {
 		concurrency := w.cfg.Concurrency
@@ -318,6 +314,15 @@ func (w *Worker) handBack(pre *prefetch.Hook) {
 	if err := pre.HandBack(ctx); err != nil {
 		w.log.Warn("could not hand prefetched tasks back: asynq's lease recovery will, counting a failed attempt for each", "error", err)
 	}
+}
+
+// newRedisClient makes a go-redis client from opt, as asynq does.
+func newRedisClient(opt asynq.RedisConnOpt) (redis.UniversalClient, error) {
+	rdb, ok := opt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, errors.New("worker: Redis: connection option did not make a go-redis v9 client")
+	}
+	return rdb, nil
 }
 
 // Run starts the worker and blocks until ctx ends, then shuts down

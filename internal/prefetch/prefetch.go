@@ -155,7 +155,6 @@ type Hook struct {
 	rdb    redis.UniversalClient
 	batch  int
 	maxAge time.Duration
-	now    func() time.Time
 
 	id string // random, for fetch tokens
 
@@ -175,18 +174,21 @@ type buffer struct {
 	keys   []string // asynq's dequeue keys: pending, paused, active, lease
 	prefix string   // the queue's task key prefix
 	tasks  []task
-	stale  []stale
+	stale  []claim // set aside, to be handed back
+}
+
+// claim is what a hand-back needs to know of a fetched task.
+type claim struct {
+	id     string
+	token  string // the fetch's
+	expiry string // the lease expiry the fetch set, Unix seconds
 }
 
 type task struct {
-	id, msg string
-	token   string    // the fetch's
-	expiry  string    // the lease expiry the fetch set, Unix seconds
-	at      time.Time // when it was fetched
+	claim
+	msg string
+	at  time.Time // when it was fetched
 }
-
-// stale is a task set aside to be handed back.
-type stale struct{ id, token, expiry string }
 
 // Install adds a Hook to rdb, starts its sweeper and returns it. Install it
 // before any hook that should see its fetches (such as package ackbatch's).
@@ -199,7 +201,7 @@ func Install(rdb redis.UniversalClient, opts Options) *Hook {
 	}
 	var id [8]byte
 	_, _ = rand.Read(id[:])
-	h := &Hook{rdb: rdb, batch: opts.Batch, maxAge: opts.MaxAge, now: time.Now, id: hex.EncodeToString(id[:]),
+	h := &Hook{rdb: rdb, batch: opts.Batch, maxAge: opts.MaxAge, id: hex.EncodeToString(id[:]),
 		bufs: map[string]*buffer{}, stop: make(chan struct{}), swept: make(chan struct{})}
 	rdb.AddHook(h)
 	go h.sweep()
@@ -262,12 +264,12 @@ func (h *Hook) pop(pendingKey string) (task, bool) {
 	if b == nil {
 		return task{}, false
 	}
-	now := h.now()
+	now := time.Now()
 	for len(b.tasks) > 0 {
 		t := b.tasks[0]
 		b.tasks = b.tasks[1:]
 		if now.Sub(t.at) > h.maxAge {
-			b.stale = append(b.stale, stale{t.id, t.token, t.expiry})
+			b.stale = append(b.stale, t.claim)
 			continue
 		}
 		h.stats.Served++
@@ -307,7 +309,7 @@ func (h *Hook) fetch(ctx context.Context, next redis.ProcessHook, keys []string,
 	if len(vals)%2 != 0 {
 		return nil, fmt.Errorf("prefetch: odd reply of %d values", len(vals))
 	}
-	now := h.now()
+	now := time.Now()
 	out := make([]task, 0, len(vals)/2)
 	for i := 0; i < len(vals); i += 2 {
 		id, ok1 := vals[i].(string)
@@ -315,7 +317,7 @@ func (h *Hook) fetch(ctx context.Context, next redis.ProcessHook, keys []string,
 		if !ok1 || !ok2 {
 			return nil, errors.New("prefetch: reply is not ID and message strings")
 		}
-		out = append(out, task{id: id, msg: msg, token: token, expiry: fmt.Sprint(expiry), at: now})
+		out = append(out, task{claim: claim{id: id, token: token, expiry: fmt.Sprint(expiry)}, msg: msg, at: now})
 	}
 	return out, nil
 }
@@ -356,24 +358,24 @@ func (h *Hook) sweep() {
 func (h *Hook) handBackOlderThan(ctx context.Context, age time.Duration) error {
 	type group struct {
 		b     *buffer
-		tasks []stale
+		tasks []claim
 	}
 	var groups []group
 	h.mu.Lock()
-	now := h.now()
+	now := time.Now()
 	for _, b := range h.bufs {
 		n := 0
 		for n < len(b.tasks) && (age < 0 || now.Sub(b.tasks[n].at) > age) {
 			n++
 		}
-		var ts []stale
+		var ts []claim
 		for _, t := range b.stale {
 			if exp, err := strconv.ParseInt(t.expiry, 10, 64); err == nil && now.Unix() < exp {
 				ts = append(ts, t)
 			}
 		}
 		for _, t := range b.tasks[:n] {
-			ts = append(ts, stale{t.id, t.token, t.expiry})
+			ts = append(ts, t.claim)
 		}
 		b.tasks, b.stale = b.tasks[n:], nil
 		if len(ts) > 0 {
