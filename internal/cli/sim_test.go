@@ -1,9 +1,13 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -104,25 +108,8 @@ func TestSimServes(t *testing.T) {
 	t.Parallel()
 	seedFile := filepath.Join(t.TempDir(), "seed.json")
 	os.WriteFile(seedFile, []byte(`{"groups":[{"GroupId":"@TGS#_c","Type":"Community","Topics":[{"TopicId":"@TGS#_c@TOPIC#_t","Messages":2}]}]}`), 0o600)
-	env, out, errb := simEnv(simVars)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan int, 1)
-	go func() {
-		done <- Main(ctx, env, []string{"sim", "--addr", "127.0.0.1:0", "--group", "g1:Public:3", "--group", "g2:Work",
-			"--seed-file", seedFile, "--seed", "7", "--fault", "modify_group_msg:code=20005:1", "--fault", "all:latency:1ms"})
-	}()
-	re := regexp.MustCompile(`timq sim: listening on (http://127\.0\.0\.1:\d+)\n`)
-	var base string
-	for deadline := time.Now().Add(10 * time.Second); base == ""; {
-		if m := re.FindStringSubmatch(out.String()); m != nil {
-			base = m[1]
-		} else if time.Now().After(deadline) {
-			t.Fatalf("no listening line; stdout %q stderr %q", out.String(), errb.String())
-		} else {
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
+	base, stop, errb := runSimCommand(t, "--group", "g1:Public:3", "--group", "g2:Work",
+		"--seed-file", seedFile, "--seed", "7", "--fault", "modify_group_msg:code=20005:1", "--fault", "all:latency:1ms")
 	sig, err := tencentyun.GenUserSig(1400000001, simTestKey, "administrator", 3600)
 	if err != nil {
 		t.Fatal(err)
@@ -163,17 +150,91 @@ func TestSimServes(t *testing.T) {
 	if !m.Recalled {
 		t.Fatalf("message 3 = %+v", m)
 	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit %d: %s", code, errb.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("sim did not stop on cancel")
-	}
+	stop()
 	if !strings.Contains(errb.String(), "stopped after 4 API calls") {
 		t.Fatalf("stderr %q", errb.String())
+	}
+}
+
+// runSimCommand runs `timq sim` on a free loopback port with args until
+// stop, which fails the test unless it exits 0 within 10 s.
+func runSimCommand(t *testing.T, args ...string) (base string, stop func(), stderr *simBuffer) {
+	t.Helper()
+	env, out, errb := simEnv(simVars)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	done := make(chan int, 1)
+	go func() { done <- Main(ctx, env, append([]string{"sim", "--addr", "127.0.0.1:0"}, args...)) }()
+	re := regexp.MustCompile(`timq sim: listening on (http://127\.0\.0\.1:\d+)\n`)
+	for deadline := time.Now().Add(10 * time.Second); base == ""; {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			base = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no listening line; stdout %q stderr %q", out.String(), errb.String())
+		} else {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	stop = func() {
+		t.Helper()
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errb.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("sim did not stop on cancel")
+		}
+	}
+	return base, stop, errb
+}
+
+// `timq sim` counts a call in the second it arrived, even when it reads it
+// later: of two calls pipelined on one connection, the second is read only
+// after the first's 1.1 s latency, yet both arrived together.
+func TestSimCountsCallsByArrival(t *testing.T) {
+	t.Parallel()
+	base, stop, _ := runSimCommand(t, "--group", "g:Work", "--fault", "clear_group_msg:latency:1100ms")
+	defer stop()
+	sig, err := tencentyun.GenUserSig(1400000001, simTestKey, "administrator", 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := url.Values{"sdkappid": {"1400000001"}, "identifier": {"administrator"}, "usersig": {sig}, "random": {"1"}, "contenttype": {"json"}}
+	const body = `{"GroupId":"g"}`
+	req := fmt.Sprintf("POST /v4/%s?%s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		chatapi.EndpointClear, q.Encode(), len(body), body)
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, req+req); err != nil { // both in one write
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for i := range 2 {
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+	resp, err := http.Get(base + "/_sim/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st sim.Stats
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	es := st.Endpoints[chatapi.EndpointClear]
+	if es.Calls != 2 || es.MaxPerSecond != 2 || es.MaxReadPerSecond != 1 {
+		t.Fatalf("calls %d, most in a sliding second %d by arrival (want 2) and %d as read (want 1, read 1.1 s apart)", es.Calls, es.MaxPerSecond, es.MaxReadPerSecond)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,6 +63,15 @@ type Config struct {
 	// UserSig expiry. Defaults to time.Now. Latency and hangs always use real
 	// timers.
 	Now func() time.Time
+	// Arrived, when set, tells when a request arrived, for rate limiting,
+	// statistics and message times in place of Now. It reports false when
+	// it does not know, and Now is used. `timq sim` sets it to the kernel's
+	// receive stamp (package rxstamp), so a call the emulator reads late,
+	// kept off the CPU, still counts in the second it arrived. Calls are
+	// handled in the order they are read; the rate limit treats a call that
+	// arrived before one already handled as arriving with it, and the
+	// statistics place it exactly.
+	Arrived func(*http.Request) (time.Time, bool)
 	// Faults are the faults injected per endpoint from the start; SetFaults
 	// changes them later.
 	Faults map[chatapi.Endpoint]Faults

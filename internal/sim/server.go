@@ -77,7 +77,7 @@ type call struct {
 	identifier string
 	raw        map[string]json.RawMessage // the body's top-level fields
 	body       []byte
-	at         time.Time // when the call arrived, by Config.Now (before any latency)
+	at         time.Time // when the call arrived, by Config.Arrived or Config.Now (before any latency)
 }
 
 // answer is any response struct embedding chatapi.Envelope.
@@ -245,9 +245,15 @@ func route(path string) (chatapi.Endpoint, int, string) {
 // serveAPI runs one call: count it, check the request line and UserSig,
 // apply the rate limit, draw a fault, wait the latency, then answer.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, e *endpoint) {
-	now := s.cfg.Now()
+	read := s.cfg.Now()
+	now := read
+	if s.cfg.Arrived != nil {
+		if at, ok := s.cfg.Arrived(r); ok {
+			now = at
+		}
+	}
 	e.mu.Lock()
-	e.stats.call(e.start, now)
+	e.stats.call(e.start, now, read)
 	f := e.faults
 	delay := f.Latency
 	if j := e.jitter.Float64(); f.Jitter > 0 {

@@ -3,6 +3,7 @@ package sim
 import (
 	"maps"
 	"slices"
+	"sort"
 	"time"
 
 	"github.com/timq/timq/internal/chatapi"
@@ -56,29 +57,42 @@ func (l *limiter) allow(t time.Time) bool {
 	return true
 }
 
-// peak tracks the most events seen in any window (t-1s, t], exactly.
+// peak tracks the most events seen in any window (t-1s, t], exactly, also
+// when events are added out of time order (by up to a second; one older
+// than that counts as a second before the newest).
 type peak struct {
-	q    []time.Time
+	q    []time.Time // in time order from head; the last 2 s are kept
 	head int
 	max  int64
-	last time.Time
 }
 
 func (p *peak) add(t time.Time) {
-	if t.Before(p.last) {
-		t = p.last
-	}
-	p.last = t
-	for p.head < len(p.q) && t.Sub(p.q[p.head]) >= time.Second {
-		p.head++
+	if n := len(p.q); n > p.head {
+		newest := p.q[n-1]
+		if floor := newest.Add(-time.Second); t.Before(floor) {
+			t = floor
+		}
+		for newest.Sub(p.q[p.head]) >= 2*time.Second {
+			p.head++
+		}
 	}
 	if p.head > 1024 && p.head > len(p.q)/2 {
 		p.q = append(p.q[:0], p.q[p.head:]...)
 		p.head = 0
 	}
-	p.q = append(p.q, t)
-	if n := int64(len(p.q) - p.head); n > p.max {
-		p.max = n
+	i := len(p.q)
+	for i > p.head && p.q[i-1].After(t) {
+		i--
+	}
+	p.q = slices.Insert(p.q, i, t)
+	// Only the windows that end at t or at an event less than a second
+	// after it hold t; lo is the oldest event in the window ending at q[j].
+	lo := p.head + sort.Search(i-p.head, func(k int) bool { return t.Sub(p.q[p.head+k]) < time.Second })
+	for j := i; j < len(p.q) && p.q[j].Sub(t) < time.Second; j++ {
+		for p.q[j].Sub(p.q[lo]) >= time.Second {
+			lo++
+		}
+		p.max = max(p.max, int64(j-lo+1))
 	}
 }
 
@@ -100,8 +114,12 @@ type EndpointStats struct {
 	// Reset), by the Config.Now clock: index i is [start+i s, start+(i+1) s).
 	PerSecond []int64 `json:"PerSecond"`
 	// MaxPerSecond is the most calls, refused or not, seen in any sliding
-	// one-second window (t-1s, t].
+	// one-second window (t-1s, t], by when they arrived (Config.Arrived).
 	MaxPerSecond int64 `json:"MaxPerSecond"`
+	// MaxReadPerSecond is MaxPerSecond by when the emulator read each call
+	// (Config.Now). It is higher where the emulator, kept off the CPU, read
+	// calls late and bunched. Without Config.Arrived the two are equal.
+	MaxReadPerSecond int64 `json:"MaxReadPerSecond"`
 	// MaxAdmittedPerSecond is the most calls the rate limiter admitted in any
 	// sliding one-second window. With the default one-second Window it never
 	// exceeds Config.Rate.
@@ -135,14 +153,15 @@ type Stats struct {
 // epStats is an endpoint's counters; the endpoint's mutex guards it.
 type epStats struct {
 	EndpointStats
-	all, admitted peak
+	all, read, admitted peak
 }
 
 func newEpStats() epStats {
 	return epStats{EndpointStats: EndpointStats{Codes: map[int]int64{}, RecallRetCodes: map[int]int64{}}}
 }
 
-func (st *epStats) call(start, t time.Time) {
+// call counts a call that arrived at t and was read at read.
+func (st *epStats) call(start, t, read time.Time) {
 	st.Calls++
 	i := int(t.Sub(start) / time.Second)
 	if i < 0 {
@@ -157,6 +176,8 @@ func (st *epStats) call(start, t time.Time) {
 	st.PerSecond[i]++
 	st.all.add(t)
 	st.MaxPerSecond = st.all.max
+	st.read.add(read)
+	st.MaxReadPerSecond = st.read.max
 }
 
 // secondIndex is the index of t's second since start in a per-second

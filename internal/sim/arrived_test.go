@@ -1,0 +1,87 @@
+package sim
+
+import (
+	"math/rand/v2"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/timq/timq/internal/chatapi"
+)
+
+// With Config.Arrived, calls read late and bunched count by when they
+// arrived: the rate limit admits them and MaxPerSecond shows their spacing,
+// while MaxReadPerSecond shows the bunch as read.
+func TestArrivedTimesDriveTheLimitAndTheCounts(t *testing.T) {
+	t.Parallel()
+	clock := newClock()
+	start := clock.Now()
+	var arrivals []time.Time
+	f := setup(t, Config{Now: clock.Now, Rate: 2, Arrived: func(*http.Request) (time.Time, bool) {
+		if len(arrivals) == 0 {
+			return time.Time{}, false
+		}
+		at := arrivals[0]
+		arrivals = arrivals[1:]
+		return at, true
+	}})
+	f.group("G", GroupPublic, 0)
+	clock.Advance(1300 * time.Millisecond) // all three are read at 1.3 s
+	arrivals = []time.Time{start, start.Add(600 * time.Millisecond), start.Add(1200 * time.Millisecond)}
+	for i := range 3 {
+		if env := f.call(chatapi.EndpointSend, sendBody, nil); env.ErrorCode != 0 {
+			t.Fatalf("call %d (arrived %v after the start): ErrorCode %d; want 0, no two arrived within a second", i, 600*time.Duration(i)*time.Millisecond, env.ErrorCode)
+		}
+	}
+	// A call whose arrival is unknown is read at 1.3 s, with the one that
+	// arrived at 1.2 s and (clamped) the one at 0.6 s: over the limit.
+	if env := f.call(chatapi.EndpointSend, sendBody, nil); env.ErrorCode != CodePublicRateLimited {
+		t.Fatalf("fourth call: ErrorCode %d, want %d", env.ErrorCode, CodePublicRateLimited)
+	}
+	st := f.srv.Stats().Endpoints[chatapi.EndpointSend]
+	if st.MaxPerSecond != 3 || st.MaxReadPerSecond != 4 {
+		t.Fatalf("MaxPerSecond %d (want 3: 0.6, 1.2 and 1.3 s), MaxReadPerSecond %d (want 4, all read at 1.3 s)", st.MaxPerSecond, st.MaxReadPerSecond)
+	}
+	if want := []int64{2, 2}; len(st.PerSecond) != 2 || st.PerSecond[0] != want[0] || st.PerSecond[1] != want[1] {
+		t.Fatalf("PerSecond %v, want %v (by arrival)", st.PerSecond, want)
+	}
+}
+
+// peak finds the fullest sliding second exactly, whatever the order in
+// which events are added, as long as none comes more than a second late.
+func TestPeakMatchesBruteForceOutOfOrder(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := time.Unix(1_700_000_000, 0)
+	for round := range 200 {
+		var p peak
+		var added []time.Time
+		at := base
+		var newest time.Time
+		for range 400 {
+			at = at.Add(time.Duration(rng.IntN(12)) * time.Millisecond)
+			t := at.Add(-time.Duration(rng.IntN(60)) * time.Millisecond) // read up to 60 ms late, out of order
+			if !newest.IsZero() && t.Before(newest.Add(-time.Second)) {
+				t = newest.Add(-time.Second)
+			}
+			if t.After(newest) {
+				newest = t
+			}
+			p.add(t)
+			added = append(added, t)
+		}
+		var want int64
+		for _, end := range added {
+			var n int64
+			for _, e := range added {
+				if !e.After(end) && end.Sub(e) < time.Second {
+					n++
+				}
+			}
+			want = max(want, n)
+		}
+		if p.max != want {
+			t.Fatalf("round %d: peak %d, brute force %d", round, p.max, want)
+		}
+	}
+}
