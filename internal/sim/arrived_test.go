@@ -3,6 +3,7 @@ package sim
 import (
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -82,6 +83,47 @@ func TestPeakMatchesBruteForceOutOfOrder(t *testing.T) {
 		}
 		if p.max != want {
 			t.Fatalf("round %d: peak %d, brute force %d", round, p.max, want)
+		}
+	}
+}
+
+// The rate limit judges each call by its arrival time whatever the order
+// calls come in: it admits a call exactly when no window holding it would
+// then hold more than the limit, checked against brute force.
+func TestLimiterIsExactOutOfOrder(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(3, 4))
+	base := time.Unix(1_700_000_000, 0)
+	const limit = 20
+	over := func(admitted []time.Time, extra time.Time) bool {
+		all := append(slices.Clone(admitted), extra)
+		for _, end := range all {
+			n := 0
+			for _, e := range all {
+				if !e.After(end) && end.Sub(e) < time.Second {
+					n++
+				}
+			}
+			if n > limit {
+				return true
+			}
+		}
+		return false
+	}
+	for round := range 100 {
+		l := newLimiter(limit, time.Second)
+		var admitted []time.Time
+		at := base
+		for range 150 {
+			at = at.Add(time.Duration(rng.IntN(80)) * time.Millisecond)
+			arrived := at.Add(-time.Duration(rng.IntN(300)) * time.Millisecond) // stamped up to 0.3 s before it is handled
+			want := !over(admitted, arrived)
+			if got := l.allow(arrived); got != want {
+				t.Fatalf("round %d: allow(%v) = %v, brute force %v", round, arrived.Sub(base), got, want)
+			}
+			if want {
+				admitted = append(admitted, arrived)
+			}
 		}
 	}
 }

@@ -68,9 +68,10 @@ type Config struct {
 	// it does not know, and Now is used. `timq sim` sets it to the kernel's
 	// receive stamp (package rxstamp), so a call the emulator reads late,
 	// kept off the CPU, still counts in the second it arrived. Calls are
-	// handled in the order they are read; the rate limit treats a call that
-	// arrived before one already handled as arriving with it, and the
-	// statistics place it exactly.
+	// handled in the order they are read, which may differ from the order
+	// they arrived; the rate limit and the statistics place each call at
+	// its arrival exactly (one more than a window late counts a window
+	// before the latest).
 	Arrived func(*http.Request) (time.Time, bool)
 	// Faults are the faults injected per endpoint from the start; SetFaults
 	// changes them later.

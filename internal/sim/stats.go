@@ -13,24 +13,70 @@ import (
 // that are counted in the last second.
 const maxSeriesSeconds = 2 * 24 * 60 * 60
 
-// limiter admits at most limit calls in any window of length size: a call
-// at t is admitted when fewer than limit admitted calls lie in (t-size, t].
-// It keeps the last limit admission times in a ring, so it is exact.
+// timeline holds the events of the last two windows, in time order, for
+// counting events in sliding windows of length size. Events may be added
+// out of time order (calls are stamped when they arrive but handled in the
+// order they are read); one more than a window older than the newest
+// counts as a window before it.
+type timeline struct {
+	size time.Duration
+	q    []time.Time // from head on
+	head int
+}
+
+// place prunes what no window can reach any more and returns t, moved up
+// to a window before the newest event if older, and the index at which it
+// goes: after every event at or before it.
+func (tl *timeline) place(t time.Time) (time.Time, int) {
+	if n := len(tl.q); n > tl.head {
+		newest := tl.q[n-1]
+		if floor := newest.Add(-tl.size); t.Before(floor) {
+			t = floor
+		}
+		for newest.Sub(tl.q[tl.head]) >= 2*tl.size {
+			tl.head++
+		}
+	}
+	if tl.head > 1024 && tl.head > len(tl.q)/2 {
+		tl.q = append(tl.q[:0], tl.q[tl.head:]...)
+		tl.head = 0
+	}
+	i := len(tl.q)
+	for i > tl.head && tl.q[i-1].After(t) {
+		i--
+	}
+	return t, i
+}
+
+// windows calls f with the number of events in each window (e-size, e]
+// that would hold t if it were inserted at i (t not counted): the window
+// ending at t, then those ending at each later event less than size after
+// it. It stops when f returns false.
+func (tl *timeline) windows(t time.Time, i int, f func(n int) bool) {
+	lo := tl.head + sort.Search(i-tl.head, func(k int) bool { return t.Sub(tl.q[tl.head+k]) < tl.size })
+	if !f(i - lo) {
+		return
+	}
+	for j := i; j < len(tl.q) && tl.q[j].Sub(t) < tl.size; j++ {
+		for tl.q[j].Sub(tl.q[lo]) >= tl.size {
+			lo++
+		}
+		if !f(j - lo + 1) {
+			return
+		}
+	}
+}
+
+// limiter admits at most limit calls in any window of length size, by
+// their arrival times, in whatever order they come: a call is admitted
+// when no window holding it would then hold more than limit admitted calls.
 type limiter struct {
-	size  time.Duration
-	limit int // < 0: unlimited
-	ring  []time.Time
-	head  int // oldest entry
-	n     int
-	last  time.Time
+	limit    int // < 0: unlimited
+	admitted timeline
 }
 
 func newLimiter(limit int, size time.Duration) limiter {
-	l := limiter{size: size, limit: limit}
-	if limit > 0 {
-		l.ring = make([]time.Time, limit)
-	}
-	return l
+	return limiter{limit: limit, admitted: timeline{size: size}}
 }
 
 func (l *limiter) allow(t time.Time) bool {
@@ -40,60 +86,33 @@ func (l *limiter) allow(t time.Time) bool {
 	if l.limit == 0 {
 		return false
 	}
-	if t.Before(l.last) {
-		t = l.last // concurrent calls may read the clock out of order
+	t, i := l.admitted.place(t)
+	fits := true
+	l.admitted.windows(t, i, func(n int) bool {
+		fits = n+1 <= l.limit
+		return fits
+	})
+	if fits {
+		l.admitted.q = slices.Insert(l.admitted.q, i, t)
 	}
-	if l.n == l.limit {
-		if t.Sub(l.ring[l.head]) < l.size {
-			return false
-		}
-		l.ring[l.head] = t
-		l.head = (l.head + 1) % l.limit
-	} else {
-		l.ring[(l.head+l.n)%l.limit] = t
-		l.n++
-	}
-	l.last = t
-	return true
+	return fits
 }
 
-// peak tracks the most events seen in any window (t-1s, t], exactly, also
-// when events are added out of time order (by up to a second; one older
-// than that counts as a second before the newest).
+// peak tracks the most events seen in any window (t-1s, t], exactly, in
+// whatever order they are added (see timeline).
 type peak struct {
-	q    []time.Time // in time order from head; the last 2 s are kept
-	head int
-	max  int64
+	events timeline
+	max    int64
 }
 
 func (p *peak) add(t time.Time) {
-	if n := len(p.q); n > p.head {
-		newest := p.q[n-1]
-		if floor := newest.Add(-time.Second); t.Before(floor) {
-			t = floor
-		}
-		for newest.Sub(p.q[p.head]) >= 2*time.Second {
-			p.head++
-		}
-	}
-	if p.head > 1024 && p.head > len(p.q)/2 {
-		p.q = append(p.q[:0], p.q[p.head:]...)
-		p.head = 0
-	}
-	i := len(p.q)
-	for i > p.head && p.q[i-1].After(t) {
-		i--
-	}
-	p.q = slices.Insert(p.q, i, t)
-	// Only the windows that end at t or at an event less than a second
-	// after it hold t; lo is the oldest event in the window ending at q[j].
-	lo := p.head + sort.Search(i-p.head, func(k int) bool { return t.Sub(p.q[p.head+k]) < time.Second })
-	for j := i; j < len(p.q) && p.q[j].Sub(t) < time.Second; j++ {
-		for p.q[j].Sub(p.q[lo]) >= time.Second {
-			lo++
-		}
-		p.max = max(p.max, int64(j-lo+1))
-	}
+	p.events.size = time.Second
+	t, i := p.events.place(t)
+	p.events.windows(t, i, func(n int) bool {
+		p.max = max(p.max, int64(n+1))
+		return true
+	})
+	p.events.q = slices.Insert(p.events.q, i, t)
 }
 
 // EndpointStats counts one endpoint's calls. Every call ends in exactly one
