@@ -126,7 +126,8 @@ type SharedStats struct {
 	// Commands is the number of Redis commands the limiter sent (EVALSHA,
 	// and EVAL when the server did not have the script).
 	Commands int64
-	// Grants is the number of Wait calls that returned nil.
+	// Grants is the number of Wait calls that returned nil, less the
+	// missed sends (their slots count as Wasted).
 	Grants int64
 	// Reserved is the number of slots Redis handed to this process.
 	Reserved int64
@@ -136,6 +137,9 @@ type SharedStats struct {
 	// FallbackGrants is the number of grants made from the fallback rate
 	// while Redis did not answer.
 	FallbackGrants int64
+	// MissedSends is the number of Wasted slots that Wait granted but whose
+	// call could not leave by its Grant's SendBy (see Grant.Missed).
+	MissedSends int64
 }
 
 // Shared is a Limiter whose budget holds across every process that makes
@@ -151,7 +155,7 @@ type Shared struct {
 	local    *rate.Limiter
 	fallback *rate.Limiter // nil: block while Redis is down
 
-	commands, grants, reserved, wasted, fallbackGrants atomic.Int64
+	commands, grants, reserved, wasted, fallbackGrants, missedSends atomic.Int64
 
 	mu       sync.Mutex
 	queue    []*slotWaiter // goroutines waiting for a slot, first come first served
@@ -244,13 +248,15 @@ func (s *Shared) Stats() SharedStats {
 		Reserved:       s.reserved.Load(),
 		Wasted:         s.wasted.Load(),
 		FallbackGrants: s.fallbackGrants.Load(),
+		MissedSends:    s.missedSends.Load(),
 	}
 }
 
 // Wait blocks until the caller holds a slot of the shared budget and the
 // slot's time has come, or ctx ends (then it returns ctx's error and the
 // caller must not call). A slot the caller cannot use in time is given
-// back or dropped, never used late.
+// back or dropped, never used late. If ctx carries a Grant (WithGrant),
+// Wait records the slot in it.
 func (s *Shared) Wait(ctx context.Context) error {
 	for {
 		slot, err := s.take(ctx)
@@ -275,6 +281,9 @@ func (s *Shared) Wait(ctx context.Context) error {
 			continue
 		}
 		s.grants.Add(1)
+		if g := grantOf(ctx); g != nil {
+			g.slot, g.interval, g.from = slot, s.interval, s
+		}
 		return nil
 	}
 }
