@@ -153,21 +153,37 @@ func (c *Client) do(ctx context.Context, ep Endpoint, attempt int, sig string, b
 	info := CallInfo{Endpoint: ep, Attempt: attempt}
 	start := time.Now()
 	defer func() {
-		if c.observer != nil {
+		if c.observer != nil && err != ErrSendDeadline { // a call not sent is no attempt
 			info.Duration = time.Since(start)
 			info.Err = err
 			c.observer(info)
 		}
 	}()
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.requestURL(ep, sig), bytes.NewReader(body))
+	var deadline *sendBy
+	if by, ok := SendDeadline(ctx); ok {
+		if time.Now().After(by) {
+			return ErrSendDeadline
+		}
+		deadline = &sendBy{by: by}
+	}
+	// Every request arms its connection, if only to disarm it (nil).
+	req, err := http.NewRequestWithContext(withSendBy(ctx, deadline), http.MethodPost, c.requestURL(ep, sig), bytes.NewReader(body))
 	if err != nil {
 		return c.transportError(ctx, ep, 0, sig, err)
+	}
+	if deadline != nil {
+		// The transport must not send the call again, later, on another
+		// connection after the refusal.
+		req.GetBody = nil
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 
 	resp, err := c.hc.Do(req)
+	if err != nil && deadline != nil && deadline.refused.Load() {
+		return ErrSendDeadline
+	}
 	if err != nil {
 		return c.transportError(ctx, ep, 0, sig, err)
 	}

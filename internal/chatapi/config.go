@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -211,10 +212,18 @@ func (c Config) withDefaults() (Config, string, error) {
 // NewHTTPClient returns the HTTP client New uses when Config.HTTPClient is
 // nil: a keep-alive transport cloned from http.DefaultTransport with
 // DefaultMaxIdleConnsPerHost idle connections per host, DefaultTimeout per
-// request, and redirects answered with the redirect response itself rather
-// than followed.
+// request, redirects answered with the redirect response itself rather
+// than followed, and HTTP/1.1 connections that enforce send deadlines
+// (WithSendDeadline).
 func NewHTTPClient() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// As http.DefaultTransport dials, with connections that can refuse a
+	// call whose send deadline passed (see WithSendDeadline).
+	tr.DialContext = dialSendBy((&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext)
+	// HTTP/1.1 only: one request at a time per connection is what lets the
+	// connection refuse a late call in the write that would send it.
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetHTTP1(true)
 	tr.MaxIdleConns = DefaultMaxIdleConnsPerHost
 	tr.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
 	return &http.Client{

@@ -1,0 +1,93 @@
+package chatapi
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http/httptrace"
+	"sync/atomic"
+	"time"
+)
+
+// ErrSendDeadline is the error of a call whose context carries a send
+// deadline (WithSendDeadline) that passed before the request left. Nothing
+// was sent: the API did not see the call. Make it again when the rate
+// limiter grants a new slot.
+var ErrSendDeadline = errors.New("chatapi: the call's send deadline passed before it left; not sent")
+
+type sendDeadlineKey struct{}
+
+// WithSendDeadline returns a context whose calls must leave by t or not at
+// all. A zero t returns ctx unchanged.
+//
+// With the HTTP client New makes by default, the check runs as the request
+// is written to its connection, in the same write: a call caught late ends
+// with ErrSendDeadline, and the client closes that connection (the next
+// call opens another). With an HTTP client of the caller's own
+// (Config.HTTPClient), or over HTTP/2, the check runs only just before the
+// request is handed to the client.
+func WithSendDeadline(ctx context.Context, t time.Time) context.Context {
+	if t.IsZero() {
+		return ctx
+	}
+	return context.WithValue(ctx, sendDeadlineKey{}, t)
+}
+
+// SendDeadline returns the send deadline WithSendDeadline put in ctx.
+func SendDeadline(ctx context.Context) (time.Time, bool) {
+	t, ok := ctx.Value(sendDeadlineKey{}).(time.Time)
+	return t, ok
+}
+
+// sendBy is one request's send deadline, armed on the connection that
+// request is written to.
+type sendBy struct {
+	by      time.Time
+	refused atomic.Bool // the connection refused the write
+}
+
+// sendByConn is a connection that refuses the first write after its armed
+// deadline, writing nothing. An HTTP/1.x transport writes a request of up
+// to its buffer's size (4 KB) in one write, so the refusal stops the whole
+// request.
+type sendByConn struct {
+	net.Conn
+	armed atomic.Pointer[sendBy]
+}
+
+func (c *sendByConn) Write(p []byte) (int, error) {
+	if s := c.armed.Swap(nil); s != nil && time.Now().After(s.by) {
+		s.refused.Store(true)
+		return 0, ErrSendDeadline
+	}
+	return c.Conn.Write(p)
+}
+
+// dialSendBy wraps the connections dial makes as sendByConns.
+func dialSendBy(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &sendByConn{Conn: c}, nil
+	}
+}
+
+// withSendBy arms s (nil: disarms) on the connection the request with ctx
+// gets, when that is a sendByConn carrying HTTP/1.x.
+func withSendBy(ctx context.Context, s *sendBy) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		conn := info.Conn
+		if tc, ok := conn.(*tls.Conn); ok {
+			if tc.ConnectionState().NegotiatedProtocol == "h2" {
+				return // one connection carries many requests at once
+			}
+			conn = tc.NetConn()
+		}
+		if sc, ok := conn.(*sendByConn); ok {
+			sc.armed.Store(s)
+		}
+	}})
+}
