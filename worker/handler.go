@@ -14,6 +14,7 @@ import (
 
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/dlq"
+	"github.com/timq/timq/internal/ratelimit"
 	"github.com/timq/timq/tasks"
 )
 
@@ -48,14 +49,22 @@ func (w *Worker) attemptOf(ctx context.Context) attempt {
 // pauses for ThrottleDelay and the call is repeated, up to
 // maxThrottlesPerAttempt times (without limit on a last attempt), after which
 // a *throttledError tells asynq to come back without using an attempt.
+// A call that could not leave within a slot interval of its slot (see
+// ratelimit.Grant) is not sent, and waits for a new slot.
 func (w *Worker) call(ctx context.Context, ep chatapi.Endpoint, a attempt, fn func(context.Context) error) error {
 	pacer := w.pacers[ep]
-	for throttles := 0; ; throttles++ {
-		if err := pacer.Wait(ctx); err != nil {
+	throttles := 0
+	for {
+		gctx, grant := ratelimit.WithGrant(ctx)
+		if err := pacer.Wait(gctx); err != nil {
 			return err
 		}
 		callStart := time.Now()
-		err := fn(ctx)
+		err := fn(chatapi.WithSendDeadline(ctx, grant.SendBy()))
+		if errors.Is(err, chatapi.ErrSendDeadline) {
+			grant.Missed()
+			continue
+		}
 		if w.log.Enabled(ctx, slog.LevelDebug) {
 			w.log.Debug("api call", "task_id", a.taskID, "queue", a.queue, "endpoint", ep.Short(), "code", codeOf(err),
 				"attempt", a.retried+1, "duration_ms", time.Since(callStart).Milliseconds(), "error", errText(err))
@@ -66,7 +75,8 @@ func (w *Worker) call(ctx context.Context, ep chatapi.Endpoint, a attempt, fn fu
 		w.metrics.RateLimited(ep, codeOf(err))
 		pacer.Backoff(w.cfg.ThrottleDelay)
 		w.log.Warn("rate-limited by the API", "endpoint", ep.Short(), "code", codeOf(err), "task_id", a.taskID)
-		if throttles+1 >= maxThrottlesPerAttempt && !a.last {
+		throttles++
+		if throttles >= maxThrottlesPerAttempt && !a.last {
 			return &throttledError{err: err}
 		}
 	}

@@ -14,9 +14,9 @@ const (
 	// see ratelimit.ColdStart).
 	SlotGranted = "granted"
 	// SlotDropped: a slot Redis handed this process went unused: its
-	// caller woke more than one slot interval late (the process was short
-	// of CPU), gave up (task canceled or timed out), or a 60007 backoff
-	// voided it. A share of dropped slots above a percent or two means the
+	// caller woke more than one slot interval late or its call could not
+	// leave within one (the process was short of CPU), it gave up (task
+	// canceled or timed out), or a 60007 backoff voided it. A share of dropped slots above a percent or two means the
 	// workers get the budget but cannot use it in time.
 	SlotDropped = "dropped"
 )
@@ -37,7 +37,7 @@ func NewBudgets(stats func() map[chatapi.Endpoint]ratelimit.SharedStats) prometh
 
 var (
 	slotsDesc = prometheus.NewDesc("timq_ratelimit_slots_total",
-		"Slots of the endpoint's shared rate budget (one API call each) this process took, by outcome: granted (a call went; this includes fallback grants and the slots a cold start leaves empty on purpose) or dropped (a slot Redis handed this process went unused: the caller woke more than a slot interval late, gave up, or a 60007 backoff voided it).",
+		"Slots of the endpoint's shared rate budget (one API call each) this process took, by outcome: granted (a call went; this includes fallback grants and the slots a cold start leaves empty on purpose) or dropped (a slot Redis handed this process went unused: the caller woke, or its call could leave, only more than a slot interval late, it gave up, or a 60007 backoff voided it).",
 		[]string{"endpoint", "outcome"}, nil)
 	budgetCommandsDesc = prometheus.NewDesc("timq_ratelimit_redis_commands_total",
 		"Redis commands the endpoint's shared budget sent to reserve slots.",

@@ -278,7 +278,8 @@ func (b *Batcher) dispatch(ctx context.Context) {
 				continue
 			}
 		}
-		err := b.lim.Wait(ctx)
+		gctx, grant := ratelimit.WithGrant(ctx)
+		err := b.lim.Wait(gctx)
 		b.mu.Lock()
 		b.waiting--
 		if err != nil {
@@ -305,31 +306,40 @@ func (b *Batcher) dispatch(ctx context.Context) {
 		b.closeOpen(bt)
 		b.mu.Unlock()
 		b.sending.Add(1)
-		go b.sendBatch(ctx, bt)
+		go b.sendBatch(ctx, bt, grant)
 	}
 }
 
-// sendBatch makes bt's call and hands each member its messages' codes. A
-// rate-limit answer pauses the endpoint and puts the batch back at the head
-// of the queue, so it is sent again with the next token.
-func (b *Batcher) sendBatch(ctx context.Context, bt *batch) {
+// sendBatch makes bt's call, with the slot grant gave it, and hands each
+// member its messages' codes. A rate-limit answer pauses the endpoint and
+// puts the batch back at the head of the queue, so it is sent again with
+// the next token; so does a call that could not leave in its slot's time
+// (chatapi.ErrSendDeadline), without the pause.
+func (b *Batcher) sendBatch(ctx context.Context, bt *batch, grant *ratelimit.Grant) {
 	defer b.sending.Done()
 	seqs := make([]uint64, 0, bt.size)
 	for _, m := range bt.members {
 		seqs = append(seqs, m.seqs...)
 	}
-	if b.opts.OnSend != nil {
-		now := time.Now()
+	sent := time.Now()
+	// The call outlives a stopping dispatcher: its members wait for it.
+	codes, err := b.send(chatapi.WithSendDeadline(context.WithoutCancel(ctx), grant.SendBy()), bt.key, seqs)
+	missed := errors.Is(err, chatapi.ErrSendDeadline)
+	if missed {
+		grant.Missed()
+	}
+	if b.opts.OnSend != nil && !missed {
 		waits := make([]time.Duration, len(bt.members))
 		for i, m := range bt.members {
-			waits[i] = now.Sub(m.joined)
+			waits[i] = sent.Sub(m.joined)
 		}
 		b.opts.OnSend(bt.key, len(seqs), waits)
 	}
-	// The call outlives a stopping dispatcher: its members wait for it.
-	codes, err := b.send(context.WithoutCancel(ctx), bt.key, seqs)
-	if err != nil && chatapi.Classify(err) == chatapi.ClassThrottle && ctx.Err() == nil {
-		b.lim.Backoff(b.opts.ThrottleDelay)
+	throttled := err != nil && chatapi.Classify(err) == chatapi.ClassThrottle
+	if (missed || throttled) && ctx.Err() == nil {
+		if throttled {
+			b.lim.Backoff(b.opts.ThrottleDelay)
+		}
 		b.mu.Lock()
 		b.queue = append([]*batch{bt}, b.queue...)
 		b.mu.Unlock()

@@ -405,3 +405,29 @@ func waitGroupDone(wg *sync.WaitGroup, d time.Duration) bool {
 		return false
 	}
 }
+
+// A batch whose call could not leave in its slot's time is sent again with
+// the next token, without a pause, and its member gets the second call's
+// codes; OnSend sees only the call that went out.
+func TestBatchThatMissedItsSendDeadlineIsSentAgain(t *testing.T) {
+	t.Parallel()
+	g := newGate()
+	r := &recorder{answer: func(_ Key, seqs []uint64, n int) (map[uint64]int, error) {
+		if n == 0 {
+			return nil, chatapi.ErrSendDeadline
+		}
+		return map[uint64]int{seqs[0]: 0}, nil
+	}}
+	var sent atomic.Int64
+	b := New(g, r.send, Options{ThrottleDelay: 10 * time.Millisecond, OnSend: func(Key, int, []time.Duration) { sent.Add(1) }})
+	b.Start()
+	t.Cleanup(b.Stop)
+	g.grant(2)
+	codes, err := b.Recall(context.Background(), Key{GroupID: "g"}, []uint64{3})
+	if err != nil || codes[3] != 0 {
+		t.Fatalf("Recall = %v, %v", codes, err)
+	}
+	if len(r.calls) != 2 || len(g.backoffs) != 0 || sent.Load() != 1 {
+		t.Fatalf("%d calls, %d backoffs, %d OnSend; want 2, 0 and 1", len(r.calls), len(g.backoffs), sent.Load())
+	}
+}
