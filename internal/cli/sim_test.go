@@ -110,13 +110,9 @@ func TestSimServes(t *testing.T) {
 	os.WriteFile(seedFile, []byte(`{"groups":[{"GroupId":"@TGS#_c","Type":"Community","Topics":[{"TopicId":"@TGS#_c@TOPIC#_t","Messages":2}]}]}`), 0o600)
 	base, stop, errb := runSimCommand(t, "--group", "g1:Public:3", "--group", "g2:Work",
 		"--seed-file", seedFile, "--seed", "7", "--fault", "modify_group_msg:code=20005:1", "--fault", "all:latency:1ms")
-	sig, err := tencentyun.GenUserSig(1400000001, simTestKey, "administrator", 3600)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := adminQuery(t)
 	call := func(ep chatapi.Endpoint, body string) chatapi.GroupMsgRecallResponse {
 		t.Helper()
-		q := url.Values{"sdkappid": {"1400000001"}, "identifier": {"administrator"}, "usersig": {sig}, "random": {"1"}, "contenttype": {"json"}}
 		resp, err := http.Post(base+"/v4/"+string(ep)+"?"+q.Encode(), "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
@@ -154,6 +150,31 @@ func TestSimServes(t *testing.T) {
 	if !strings.Contains(errb.String(), "stopped after 4 API calls") {
 		t.Fatalf("stderr %q", errb.String())
 	}
+}
+
+// adminQuery is the query of a valid call to `timq sim` as its admin.
+func adminQuery(t *testing.T) url.Values {
+	t.Helper()
+	sig, err := tencentyun.GenUserSig(1400000001, simTestKey, "administrator", 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url.Values{"sdkappid": {"1400000001"}, "identifier": {"administrator"}, "usersig": {sig}, "random": {"1"}, "contenttype": {"json"}}
+}
+
+// simStats reads `timq sim`'s counters.
+func simStats(t *testing.T, base string) sim.Stats {
+	t.Helper()
+	resp, err := http.Get(base + "/_sim/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st sim.Stats
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 // runSimCommand runs `timq sim` on a free loopback port with args until
@@ -197,11 +218,7 @@ func TestSimCountsCallsByArrival(t *testing.T) {
 	t.Parallel()
 	base, stop, _ := runSimCommand(t, "--group", "g:Work", "--fault", "clear_group_msg:latency:1100ms")
 	defer stop()
-	sig, err := tencentyun.GenUserSig(1400000001, simTestKey, "administrator", 3600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := url.Values{"sdkappid": {"1400000001"}, "identifier": {"administrator"}, "usersig": {sig}, "random": {"1"}, "contenttype": {"json"}}
+	q := adminQuery(t)
 	const body = `{"GroupId":"g"}`
 	req := fmt.Sprintf("POST /v4/%s?%s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
 		chatapi.EndpointClear, q.Encode(), len(body), body)
@@ -223,16 +240,7 @@ func TestSimCountsCallsByArrival(t *testing.T) {
 		io.Copy(io.Discard, res.Body)
 		res.Body.Close()
 	}
-	resp, err := http.Get(base + "/_sim/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var st sim.Stats
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
-	es := st.Endpoints[chatapi.EndpointClear]
+	es := simStats(t, base).Endpoints[chatapi.EndpointClear]
 	if es.Calls != 2 || es.MaxPerSecond != 2 || es.MaxReadPerSecond != 1 {
 		t.Fatalf("calls %d, most in a sliding second %d by arrival (want 2) and %d as read (want 1, read 1.1 s apart)", es.Calls, es.MaxPerSecond, es.MaxReadPerSecond)
 	}
