@@ -133,7 +133,13 @@ func New(cfg Config) (*Worker, error) {
 		}
 		// The API's limit is per app and endpoint: one budget per pair.
 		name := fmt.Sprintf("%d:%s", cfg.API.SDKAppID, ep.Short())
-		shared := ratelimit.NewShared(rdb, name, cfg.Rate, ratelimit.WithLogger(cfg.Logger.With("endpoint", ep.Short())))
+		opts := []ratelimit.SharedOption{ratelimit.WithLogger(cfg.Logger.With("endpoint", ep.Short()))}
+		if ep != chatapi.EndpointRecall {
+			// One goroutine per task waits here; the ramp is for the recall
+			// batcher's serial dispatcher.
+			opts = append(opts, ratelimit.WithoutRamp())
+		}
+		shared := ratelimit.NewShared(rdb, name, cfg.Rate, opts...)
 		if w.budgets == nil {
 			w.budgets = map[chatapi.Endpoint]*ratelimit.Shared{}
 		}

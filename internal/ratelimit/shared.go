@@ -87,6 +87,7 @@ type sharedOptions struct {
 	callTimeout  time.Duration
 	fallbackRate float64
 	log          *slog.Logger
+	noRamp       bool
 }
 
 // WithBatch sets the most slots one reservation asks for. Larger batches
@@ -116,6 +117,14 @@ func WithCallTimeout(d time.Duration) SharedOption {
 func WithFallbackRate(r float64) SharedOption {
 	return func(o *sharedOptions) { o.fallbackRate = r }
 }
+
+// WithoutRamp turns off the reservation ramp for a caller that waits for
+// one slot at a time (see want), so that each reservation asks for one slot
+// per waiting goroutine. Use it where many goroutines wait at once (one per
+// task): there the ramp buys nothing under load, and at low load, when a
+// second lone caller comes just after the first, its extra slot goes unused.
+// The recall batcher, one serial caller, needs the ramp.
+func WithoutRamp() SharedOption { return func(o *sharedOptions) { o.noRamp = true } }
 
 // WithLogger sets where the limiter reports losing and regaining Redis.
 // Defaults to a logger that discards.
@@ -506,6 +515,9 @@ func (s *Shared) fetch() {
 // pool. Any wasted slot, or a late return, starts again from the waiters.
 // A caller that stops wastes at most the rest of one reservation.
 func (s *Shared) want(waiting int) int {
+	if s.opts.noRamp {
+		return min(waiting, s.opts.batch)
+	}
 	wasted := s.wasted.Load()
 	s.mu.Lock()
 	prompt := !s.lastSlot.IsZero() && time.Since(s.lastSlot) < s.interval && len(s.pool) == 0

@@ -647,3 +647,24 @@ func TestRedisClockTakesFastOrProvenReplies(t *testing.T) {
 		t.Fatalf("the first reply after a reset was not taken: maps to %v, want 320ms", got.Sub(t0))
 	}
 }
+
+// WithoutRamp: each reservation is one slot per waiting goroutine, however
+// promptly a caller comes back.
+func TestWithoutRampReservesOnlyForWaiters(t *testing.T) {
+	s := NewShared(nil, "no-ramp", 10, WithoutRamp()) // want does not use Redis
+	ramped := NewShared(nil, "ramp", 10)
+	for range 4 {
+		s.lastSlot = time.Now().Add(-time.Millisecond) // back just after its slot
+		ramped.lastSlot = s.lastSlot
+		if got := s.want(1); got != 1 {
+			t.Fatalf("WithoutRamp: want(1) = %d, want 1", got)
+		}
+		ramped.want(1)
+	}
+	if got := ramped.want(1); got < 2 {
+		t.Fatalf("with the ramp, a serial caller's fifth reservation is %d slots; the comparison needs it to ramp", got)
+	}
+	if got := s.want(20); got != DefaultSharedBatch {
+		t.Fatalf("WithoutRamp: want(20) = %d, want a batch (%d)", got, DefaultSharedBatch)
+	}
+}
