@@ -37,7 +37,8 @@
 // that waits for one slot at a time and comes straight back for the next
 // gets reservations of 1, 2, 4 and then a batch, so it
 // too costs about one command per batch; a late return or a wasted slot
-// starts it again at one. The script
+// starts it again at one (WithoutRamp turns this off, for limiters whose
+// callers are many goroutines at once). The script
 // refuses to start a reservation more than four horizons ahead, answering
 // "come back at T" (when a full batch fits), and the process sleeps once
 // until T rather than polling.
@@ -54,12 +55,18 @@
 // recent ones, so a reply the process read late does not shift slots. A
 // goroutine that wakes more than one interval after its slot (a stalled
 // process) does not call late, which could bunch calls; it asks for a new
-// slot. So every call goes out in [slot, slot+interval) of local time and
-// any sliding second holds at most floor((1 s + interval)/interval) + 1 =
-// 198 calls for a limit of 200, plus the spread of the processes' clock
+// slot. Waking in time is not the end of it: a process kept off the CPU
+// between waking and writing the request would still send late. So Wait
+// records the slot in the Grant its context carries (WithGrant), and the
+// caller holds the call to Grant.SendBy, one interval after the slot (the
+// worker passes it to chatapi.WithSendDeadline, whose connection refuses a
+// later write), or gives the slot up with Grant.Missed and waits again. So
+// every call goes out in [slot, slot+interval] of local time and any
+// sliding second holds at most floor((1 s + interval)/interval) + 1 = 198
+// calls for a limit of 200, plus the spread of the processes' clock
 // estimates (a loopback or LAN round trip), plus whatever delays a call
-// between its slot and the server: a new connection's handshake (see
-// ColdStart), a CPU-starved process, the network.
+// between leaving and reaching the server: a new connection's handshake
+// (see ColdStart), the network.
 //
 // # Why not redis_rate, or leased tokens
 //
