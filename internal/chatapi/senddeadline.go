@@ -22,11 +22,14 @@ type sendDeadlineKey struct{}
 // all. A zero t returns ctx unchanged.
 //
 // With the HTTP client New makes by default, the check runs as the request
-// is written to its connection, in the same write: a call caught late ends
-// with ErrSendDeadline, and the client closes that connection (the next
-// call opens another). With an HTTP client of the caller's own
-// (Config.HTTPClient), or over HTTP/2, the check runs only just before the
-// request is handed to the client.
+// is written to a kept-alive connection, in the same write: a call caught
+// late ends with ErrSendDeadline, and the client closes that connection. A
+// call that has to open a new connection is sent whenever the connection
+// is ready: refusing it would close that connection too, and over a
+// network whose handshake takes longer than the deadline's slack every call
+// would dial, be refused and close again. With an HTTP client of the
+// caller's own (Config.HTTPClient), or over HTTP/2, the check runs only
+// just before the request is handed to the client.
 func WithSendDeadline(ctx context.Context, t time.Time) context.Context {
 	if t.IsZero() {
 		return ctx
@@ -76,9 +79,19 @@ func dialSendBy(dial func(ctx context.Context, network, addr string) (net.Conn, 
 }
 
 // withSendBy arms s (nil: disarms) on the connection the request with ctx
-// gets, when that is a sendByConn carrying HTTP/1.x.
+// gets, when that is a kept-alive sendByConn carrying HTTP/1.x.
+//
+// A connection dialed for the request is never armed. Its dial came after
+// the call's slot, so over any real network (a handshake of tens of
+// milliseconds) the call would always be late; refusing it would close the
+// new connection, and the next call would dial again and be refused again,
+// for ever. Such a call goes out late, as calls on new connections always
+// did; the worker's ColdStart leaves slots empty for them.
 func withSendBy(ctx context.Context, s *sendBy) context.Context {
 	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		if !info.Reused {
+			s = nil
+		}
 		conn := info.Conn
 		if tc, ok := conn.(*tls.Conn); ok {
 			if tc.ConnectionState().NegotiatedProtocol == "h2" {

@@ -65,10 +65,10 @@ func TestSendDeadlineStopsALateCallBeforeItLeaves(t *testing.T) {
 }
 
 // A call still in time when handed to the HTTP client but late by the time
-// its connection is written to is refused by the connection: nothing
-// reaches the server, on a new or a kept-alive connection, over plain
-// HTTP/1.1 or TLS (where the server offers HTTP/2 too), and the transport
-// does not send it again on another.
+// its kept-alive connection is written to is refused by the connection:
+// nothing reaches the server, over plain HTTP/1.1 or TLS (where the server
+// offers HTTP/2 too), and the transport does not send it again on another.
+// A call on a connection opened for it is sent, late or not.
 func TestSendDeadlineIsCheckedAtTheConnection(t *testing.T) {
 	t.Parallel()
 	for _, useTLS := range []bool{false, true} {
@@ -98,6 +98,12 @@ func TestSendDeadlineIsCheckedAtTheConnection(t *testing.T) {
 				t.Fatal(err)
 			}
 			req := &ClearGroupMsgRequest{GroupId: "g"}
+			// Sign the UserSig now: the first signing can take longer
+			// (under -race) than the deadlines below, which would then
+			// pass before the request reached the HTTP client at all.
+			if _, err := c.sig.get(); err != nil {
+				t.Fatal(err)
+			}
 			// slow holds a request between getting its connection and
 			// writing to it, as a process kept off the CPU would.
 			slow := func(d time.Duration) context.Context {
@@ -105,23 +111,30 @@ func TestSendDeadlineIsCheckedAtTheConnection(t *testing.T) {
 				return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { time.Sleep(50 * time.Millisecond) }})
 			}
 			for i, step := range []struct {
-				ctx  context.Context
+				ctx  func() context.Context
 				late bool
 			}{
-				{slow(10 * time.Millisecond), true}, // a new connection
-				{context.Background(), false},       // opens another
-				{slow(10 * time.Millisecond), true}, // on the kept-alive one
-				{slow(10 * time.Second), false},     // slow but in time
-				{context.Background(), false},
+				// A new connection is ready only after its dial (here held
+				// up 50 ms): the call goes out, or no call would ever go
+				// out where a handshake takes longer than the slack.
+				{func() context.Context { return slow(10 * time.Millisecond) }, false},
+				// On the kept-alive one: refused, and that connection closed,
+				{func() context.Context { return slow(10 * time.Millisecond) }, true},
+				// so this one opens a new one and goes out;
+				{func() context.Context { return slow(10 * time.Millisecond) }, false},
+				// kept alive again: refused.
+				{func() context.Context { return slow(10 * time.Millisecond) }, true},
+				{func() context.Context { return slow(10 * time.Second) }, false}, // slow but in time
+				{context.Background, false},
 			} {
-				_, err := c.ClearGroupMsg(step.ctx, req)
+				_, err := c.ClearGroupMsg(step.ctx(), req)
 				if step.late != errors.Is(err, ErrSendDeadline) {
 					t.Fatalf("step %d: error %v; late %v", i, err, step.late)
 				}
 			}
 			time.Sleep(50 * time.Millisecond) // anything sent would have arrived by now
-			if handled.Load() != 3 || active.Load() != 3 {
-				t.Fatalf("the server handled %d requests and saw %d start; want 3 and 3 (the late calls must send nothing)", handled.Load(), active.Load())
+			if handled.Load() != 4 || active.Load() != 4 {
+				t.Fatalf("the server handled %d requests and saw %d start; want 4 and 4 (the late calls on kept-alive connections must send nothing)", handled.Load(), active.Load())
 			}
 		})
 	}
