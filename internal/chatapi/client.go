@@ -141,6 +141,9 @@ func call[T any, PT interface {
 		var apiErr *Error
 		if attempt == 1 && errors.As(err, &apiErr) && ClassifyCode(apiErr.Code) == ClassResign {
 			c.sig.invalidate(sig)
+			// The repeat answers for a call already sent in its slot, a
+			// round trip ago: a send deadline would refuse it every time.
+			ctx = context.WithValue(ctx, sendDeadlineKey{}, time.Time{})
 			continue
 		}
 		return nil, err
@@ -173,9 +176,15 @@ func (c *Client) do(ctx context.Context, ep Endpoint, attempt int, sig string, b
 		return c.transportError(ctx, ep, 0, sig, err)
 	}
 	if deadline != nil {
-		// The transport must not send the call again, later, on another
-		// connection after the refusal.
-		req.GetBody = nil
+		// The transport may send a request again on a new connection when
+		// its kept-alive one turned out dead before a byte was written;
+		// not after a refusal, and not once the deadline has passed.
+		req.GetBody = func() (io.ReadCloser, error) {
+			if deadline.refused.Load() || time.Now().After(deadline.by) {
+				return nil, ErrSendDeadline
+			}
+			return io.NopCloser(bytes.NewReader(body)), nil
+		}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")

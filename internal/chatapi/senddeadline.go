@@ -28,8 +28,10 @@ type sendDeadlineKey struct{}
 // is ready: refusing it would close that connection too, and over a
 // network whose handshake takes longer than the deadline's slack every call
 // would dial, be refused and close again. With an HTTP client of the
-// caller's own (Config.HTTPClient), or over HTTP/2, the check runs only
-// just before the request is handed to the client.
+// caller's own (Config.HTTPClient), over HTTP/2 or through a SOCKS5 proxy,
+// the check runs only just before the request is handed to the client.
+// The repeat after a UserSig refusal is not held to the deadline: it
+// answers for a call already sent in its slot.
 func WithSendDeadline(ctx context.Context, t time.Time) context.Context {
 	if t.IsZero() {
 		return ctx
@@ -40,7 +42,7 @@ func WithSendDeadline(ctx context.Context, t time.Time) context.Context {
 // SendDeadline returns the send deadline WithSendDeadline put in ctx.
 func SendDeadline(ctx context.Context) (time.Time, bool) {
 	t, ok := ctx.Value(sendDeadlineKey{}).(time.Time)
-	return t, ok
+	return t, ok && !t.IsZero()
 }
 
 // sendBy is one request's send deadline, armed on the connection that
@@ -93,14 +95,22 @@ func withSendBy(ctx context.Context, s *sendBy) context.Context {
 			s = nil
 		}
 		conn := info.Conn
-		if tc, ok := conn.(*tls.Conn); ok {
-			if tc.ConnectionState().NegotiatedProtocol == "h2" {
-				return // one connection carries many requests at once
-			}
-			conn = tc.NetConn()
+		if tc, ok := conn.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
+			return // one connection carries many requests at once
 		}
-		if sc, ok := conn.(*sendByConn); ok {
-			sc.armed.Store(s)
+		// Through TLS, and TLS to an HTTPS proxy, down to the dialed
+		// connection. (Through a SOCKS5 proxy net/http wraps it in a type
+		// of its own: nothing is armed there.)
+		for {
+			switch c := conn.(type) {
+			case *sendByConn:
+				c.armed.Store(s)
+				return
+			case interface{ NetConn() net.Conn }:
+				conn = c.NetConn()
+			default:
+				return
+			}
 		}
 	}})
 }

@@ -139,3 +139,33 @@ func TestSendDeadlineIsCheckedAtTheConnection(t *testing.T) {
 		})
 	}
 }
+
+// The repeat after a UserSig refusal answers for a call already sent in
+// its slot, a round trip before: it is not held to the send deadline.
+func TestResignRepeatIsNotHeldToTheSendDeadline(t *testing.T) {
+	t.Parallel()
+	var seen atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(30 * time.Millisecond) // the deadline passes during the first call
+		if seen.Add(1) == 1 {
+			io.WriteString(w, `{"ActionStatus":"FAIL","ErrorCode":70001,"ErrorInfo":"UserSig expired"}`)
+			return
+		}
+		io.WriteString(w, `{"ActionStatus":"OK","ErrorCode":0}`)
+	}))
+	defer srv.Close()
+	c, err := New(Config{SDKAppID: 1400000001, SecretKey: "k", BaseURL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.sig.get(); err != nil { // sign before the deadline starts
+		t.Fatal(err)
+	}
+	ctx := WithSendDeadline(context.Background(), time.Now().Add(10*time.Millisecond))
+	if _, err := c.ClearGroupMsg(ctx, &ClearGroupMsgRequest{GroupId: "g"}); err != nil {
+		t.Fatalf("call with a UserSig refusal and a repeat: %v", err)
+	}
+	if seen.Load() != 2 {
+		t.Fatalf("the server saw %d requests, want 2 (the call and its repeat)", seen.Load())
+	}
+}
