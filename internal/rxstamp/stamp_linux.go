@@ -21,6 +21,10 @@ type stampedConn struct {
 
 func (c *stampedConn) rxStamps() *stamps { return &c.s }
 
+// CloseWrite shuts down the writing side, as *net.TCPConn's does: net/http
+// calls it to send a FIN before it closes a connection after an error.
+func (c *stampedConn) CloseWrite() error { return c.Conn.(*net.TCPConn).CloseWrite() }
+
 // stampListener turns SO_TIMESTAMPNS on for a TCP listener; the sockets it
 // accepts inherit it. A listener that refuses is left as it is.
 func stampListener(ln net.Listener) {
