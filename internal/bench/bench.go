@@ -183,8 +183,8 @@ type Row struct {
 	// Rejected counts 60007 answers during the backlog run.
 	Rejected int64
 	// Dropped is the share of the endpoint's budget slots the workers took
-	// and dropped unused, mostly for waking more than a slot interval late
-	// (see ratelimit.SharedStats.Wasted), over the workers' whole run
+	// and left unused, mostly for waking, or being able to send, more than
+	// a slot interval late (see droppedShare), over the workers' whole run
 	// (backlog and idle phase), from their "worker stopped" logs; -1 when
 	// a log did not say.
 	Dropped float64

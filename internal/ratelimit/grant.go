@@ -19,6 +19,12 @@ type Grant struct {
 	from     *Shared
 }
 
+// MaxMissedSends is how many times in a row a caller gives up a slot for a
+// call that could not leave in time before it makes the call regardless:
+// a process starved of CPU for that long still makes progress (and sends
+// late) rather than miss slot after slot.
+const MaxMissedSends = 3
+
 type grantKey struct{}
 
 // WithGrant returns ctx carrying a new, empty Grant, which a Shared
@@ -45,13 +51,11 @@ func (g *Grant) SendBy() time.Time {
 }
 
 // Missed tells the limiter that the granted call did not leave by SendBy
-// and was not made: its slot moves from SharedStats.Grants to Wasted, and
-// counts in MissedSends. Wait again for a new slot to make the call. Call
-// it at most once per Wait.
+// and was not made: it counts in SharedStats.MissedSends (its slot stays
+// counted in Grants, which only grows). Wait again for a new slot to make
+// the call. Call it at most once per Wait.
 func (g *Grant) Missed() {
 	if g.from != nil {
-		g.from.grants.Add(-1)
-		g.from.wasted.Add(1)
 		g.from.missedSends.Add(1)
 	}
 }

@@ -45,8 +45,8 @@ func TestGrantRecordsTheSlotWaitGranted(t *testing.T) {
 		t.Fatalf("before Missed: %+v", before)
 	}
 	g.Missed()
-	if st := s.Stats(); st.Wasted != before.Wasted+1 || st.MissedSends != 1 || st.Grants != 0 {
-		t.Fatalf("after Missed: wasted %d (was %d), missed sends %d, grants %d; want one more, 1 and 0 (the slot moved from granted to wasted)", st.Wasted, before.Wasted, st.MissedSends, st.Grants)
+	if st := s.Stats(); st.Wasted != before.Wasted || st.MissedSends != 1 || st.Grants != 1 {
+		t.Fatalf("after Missed: wasted %d (was %d), missed sends %d, grants %d; want unchanged, 1 and 1 (counters only grow)", st.Wasted, before.Wasted, st.MissedSends, st.Grants)
 	}
 	// A Pacer keeps no slots: its Grant stays empty.
 	pctx, pg := WithGrant(context.Background())

@@ -135,8 +135,7 @@ type SharedStats struct {
 	// Commands is the number of Redis commands the limiter sent (EVALSHA,
 	// and EVAL when the server did not have the script).
 	Commands int64
-	// Grants is the number of Wait calls that returned nil, less the
-	// missed sends (their slots count as Wasted).
+	// Grants is the number of Wait calls that returned nil.
 	Grants int64
 	// Reserved is the number of slots Redis handed to this process.
 	Reserved int64
@@ -146,8 +145,8 @@ type SharedStats struct {
 	// FallbackGrants is the number of grants made from the fallback rate
 	// while Redis did not answer.
 	FallbackGrants int64
-	// MissedSends is the number of Wasted slots that Wait granted but whose
-	// call could not leave by its Grant's SendBy (see Grant.Missed).
+	// MissedSends is the number of Grants whose call could not leave by
+	// its Grant's SendBy and was not made (see Grant.Missed).
 	MissedSends int64
 }
 
