@@ -50,19 +50,25 @@ func (w *Worker) attemptOf(ctx context.Context) attempt {
 // maxThrottlesPerAttempt times (without limit on a last attempt), after which
 // a *throttledError tells asynq to come back without using an attempt.
 // A call that could not leave within a slot interval of its slot (see
-// ratelimit.Grant) is not sent, and waits for a new slot.
+// ratelimit.Grant) is not sent, and waits for a new slot; after
+// ratelimit.MaxMissedSends such misses in a row it goes out however late.
 func (w *Worker) call(ctx context.Context, ep chatapi.Endpoint, a attempt, fn func(context.Context) error) error {
 	pacer := w.pacers[ep]
-	throttles := 0
+	throttles, missed := 0, 0
 	for {
 		gctx, grant := ratelimit.WithGrant(ctx)
 		if err := pacer.Wait(gctx); err != nil {
 			return err
 		}
 		callStart := time.Now()
-		err := fn(chatapi.WithSendDeadline(ctx, grant.SendBy()))
+		sendBy := grant.SendBy()
+		if missed >= ratelimit.MaxMissedSends {
+			sendBy = time.Time{} // a worker starved this long still makes progress
+		}
+		err := fn(chatapi.WithSendDeadline(ctx, sendBy))
 		if errors.Is(err, chatapi.ErrSendDeadline) {
 			grant.Missed()
+			missed++
 			continue
 		}
 		if w.log.Enabled(ctx, slog.LevelDebug) {

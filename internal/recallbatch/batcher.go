@@ -89,6 +89,7 @@ type batch struct {
 	members []*member
 	size    int
 	closed  bool // taken by the dispatcher: no more joins or leaves
+	missed  int  // calls refused in a row for missing their send deadline
 }
 
 type member struct {
@@ -321,12 +322,17 @@ func (b *Batcher) sendBatch(ctx context.Context, bt *batch, grant *ratelimit.Gra
 	for _, m := range bt.members {
 		seqs = append(seqs, m.seqs...)
 	}
+	sendBy := grant.SendBy()
+	if bt.missed >= ratelimit.MaxMissedSends {
+		sendBy = time.Time{} // a dispatcher starved this long still makes progress
+	}
 	sent := time.Now()
 	// The call outlives a stopping dispatcher: its members wait for it.
-	codes, err := b.send(chatapi.WithSendDeadline(context.WithoutCancel(ctx), grant.SendBy()), bt.key, seqs)
+	codes, err := b.send(chatapi.WithSendDeadline(context.WithoutCancel(ctx), sendBy), bt.key, seqs)
 	missed := errors.Is(err, chatapi.ErrSendDeadline)
 	if missed {
 		grant.Missed()
+		bt.missed++
 	}
 	if b.opts.OnSend != nil && !missed {
 		waits := make([]time.Duration, len(bt.members))
@@ -336,7 +342,10 @@ func (b *Batcher) sendBatch(ctx context.Context, bt *batch, grant *ratelimit.Gra
 		b.opts.OnSend(bt.key, len(seqs), waits)
 	}
 	throttled := err != nil && chatapi.Classify(err) == chatapi.ClassThrottle
-	if (missed || throttled) && ctx.Err() == nil {
+	// A missed batch goes back even when the batcher is stopping: Stop
+	// then hands its members errStopped, not an error that costs them an
+	// attempt for a call never made.
+	if missed || (throttled && ctx.Err() == nil) {
 		if throttled {
 			b.lim.Backoff(b.opts.ThrottleDelay)
 		}
