@@ -172,14 +172,7 @@ func TestHandBackReturnsBufferedTasksToTheirQueue(t *testing.T) {
 		}
 		s.mu.Unlock()
 	}
-	if len(seen) != n {
-		t.Errorf("%d distinct tasks ran, want %d", len(seen), n)
-	}
-	for p, c := range seen {
-		if c != 1 {
-			t.Errorf("task %s ran %d times", p, c)
-		}
-	}
+	checkRanOnce(t, seen, n)
 }
 
 // TestStaleBufferedTasksGoBack holds the only slot for longer than MaxAge:
@@ -203,14 +196,7 @@ func TestStaleBufferedTasksGoBack(t *testing.T) {
 	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.seen) != n {
-		t.Errorf("%d distinct tasks ran, want %d", len(s.seen), n)
-	}
-	for p, c := range s.seen {
-		if c != 1 {
-			t.Errorf("task %s ran %d times", p, c)
-		}
-	}
+	checkRanOnce(t, s.seen, n)
 }
 
 // TestAPausedQueueIsNotFetched: asynq's rule that a paused queue hands out
@@ -308,7 +294,17 @@ func TestARetriedHandBackTakesNothingFromOthers(t *testing.T) {
 	}
 	other.mu.Lock()
 	defer other.mu.Unlock()
-	for p, c := range other.seen {
+	checkRanOnce(t, other.seen, len(other.seen))
+}
+
+// checkRanOnce fails the test unless seen (payload -> runs) holds n tasks,
+// each run once.
+func checkRanOnce(t *testing.T, seen map[string]int, n int) {
+	t.Helper()
+	if len(seen) != n {
+		t.Errorf("%d distinct tasks ran, want %d", len(seen), n)
+	}
+	for p, c := range seen {
 		if c != 1 {
 			t.Errorf("task %s ran %d times", p, c)
 		}

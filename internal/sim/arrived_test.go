@@ -55,7 +55,7 @@ func TestPeakMatchesBruteForceOutOfOrder(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	base := time.Unix(1_700_000_000, 0)
 	for round := range 200 {
-		var p peak
+		p := newPeak()
 		var added []time.Time
 		at := base
 		var newest time.Time

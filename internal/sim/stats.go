@@ -105,8 +105,9 @@ type peak struct {
 	max    int64
 }
 
+func newPeak() peak { return peak{events: timeline{size: time.Second}} }
+
 func (p *peak) add(t time.Time) {
-	p.events.size = time.Second
 	t, i := p.events.place(t)
 	p.events.windows(t, i, func(n int) bool {
 		p.max = max(p.max, int64(n+1))
@@ -176,7 +177,8 @@ type epStats struct {
 }
 
 func newEpStats() epStats {
-	return epStats{EndpointStats: EndpointStats{Codes: map[int]int64{}, RecallRetCodes: map[int]int64{}}}
+	return epStats{EndpointStats: EndpointStats{Codes: map[int]int64{}, RecallRetCodes: map[int]int64{}},
+		all: newPeak(), read: newPeak(), admitted: newPeak()}
 }
 
 // call counts a call that arrived at t and was read at read.
