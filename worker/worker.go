@@ -136,7 +136,8 @@ func New(cfg Config) (*Worker, error) {
 		opts := []ratelimit.SharedOption{ratelimit.WithLogger(cfg.Logger.With("endpoint", ep.Short()))}
 		if ep != chatapi.EndpointRecall {
 			// One goroutine per task waits here; the ramp is for the recall
-			// batcher's serial dispatcher.
+			// batcher, whose dispatchers wait only for batches already
+			// queued: one at a time when recalls come one by one.
 			opts = append(opts, ratelimit.WithoutRamp())
 		}
 		shared := ratelimit.NewShared(rdb, name, cfg.Rate, opts...)

@@ -324,13 +324,14 @@ func (g *countingGate) waitWaiting(t *testing.T, want int32) {
 	}
 }
 
-func TestWaitsForOneTokenPerQueuedBatchUpToFour(t *testing.T) {
+func TestWaitsForOneTokenPerQueuedBatchUpToDispatchers(t *testing.T) {
 	t.Parallel()
 	g := &countingGate{gate: newGate()}
 	r := &recorder{}
 	b := start(t, g, r)
+	const more = 8 // batches queued beyond the dispatchers
 	var wg sync.WaitGroup
-	errs := make(chan error, 8)
+	errs := make(chan error, dispatchers+more)
 	recall := func(group string) {
 		wg.Add(1)
 		go func() {
@@ -343,14 +344,17 @@ func TestWaitsForOneTokenPerQueuedBatchUpToFour(t *testing.T) {
 	recall("B")
 	waitQueued(t, b, 2, 2)
 	g.waitWaiting(t, 2)
-	for i := range 6 {
+	for i := range dispatchers + more - 2 {
 		recall(fmt.Sprint("C", i))
 	}
-	waitQueued(t, b, 8, 8)
+	waitQueued(t, b, dispatchers+more, dispatchers+more)
+	// Each waiter's token is a slot the shared limiter reserves ahead:
+	// every dispatcher waits, so the endpoint holds that many slots.
 	g.waitWaiting(t, dispatchers)
-	g.grant(8)
+	g.grant(dispatchers + more)
 	if !waitGroupDone(&wg, 10*time.Second) {
-		t.Fatalf("8 tokens did not send the 8 batches (%d pending): a token went to a dispatcher with no batch", b.Pending())
+		t.Fatalf("%d tokens did not send the %d batches (%d pending): a token went to a dispatcher with no batch",
+			dispatchers+more, dispatchers+more, b.Pending())
 	}
 	close(errs)
 	for err := range errs {
@@ -358,8 +362,8 @@ func TestWaitsForOneTokenPerQueuedBatchUpToFour(t *testing.T) {
 			t.Errorf("Recall: %v", err)
 		}
 	}
-	if len(r.calls) != 8 {
-		t.Errorf("%d calls for 8 one-message recalls of 8 groups, want 8", len(r.calls))
+	if len(r.calls) != dispatchers+more {
+		t.Errorf("%d calls for %d one-message recalls of as many groups, want %d", len(r.calls), dispatchers+more, dispatchers+more)
 	}
 	g.waitWaiting(t, 0)
 }
@@ -493,5 +497,20 @@ func TestBatchMissingItsDeadlineRepeatedlyGoesOutAnyway(t *testing.T) {
 	if withDeadline.Load() != ratelimit.MaxMissedSends || without.Load() != 1 || lim.Stats().MissedSends != ratelimit.MaxMissedSends {
 		t.Fatalf("%d calls with a deadline, %d without, %d missed sends counted; want %d, 1, %d",
 			withDeadline.Load(), without.Load(), lim.Stats().MissedSends, ratelimit.MaxMissedSends, ratelimit.MaxMissedSends)
+	}
+}
+
+// TestDispatchersCoverTheSharedLimitersHorizon keeps the recall endpoint's
+// reach ahead as long as clear's and modify's: the shared limiter reserves
+// slots only for callers that wait, up to its horizon, so fewer dispatchers
+// than a horizon's slots leave the budget's next slot behind the clock
+// whenever the process wakes late (see dispatchers).
+func TestDispatchersCoverTheSharedLimitersHorizon(t *testing.T) {
+	t.Parallel()
+	const apiLimit = 200 // calls per second per endpoint
+	slots := int(ratelimit.DefaultSharedHorizon.Seconds() * apiLimit * ratelimit.Headroom)
+	if dispatchers < slots {
+		t.Fatalf("%d dispatchers wait for at most %d slots, fewer than the %d slots of the shared limiter's %v horizon",
+			dispatchers, dispatchers, slots, ratelimit.DefaultSharedHorizon)
 	}
 }
