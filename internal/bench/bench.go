@@ -86,6 +86,11 @@ type Config struct {
 	// WorkerEnv is added to each worker's environment (NAME=VALUE); the
 	// string "{i}" in a value becomes the worker's index in its run.
 	WorkerEnv []string
+	// BusyLoops is how many busy-loop processes (sh, spinning) compete
+	// with every process of the run, from after the yardstick to the end:
+	// a host busy with other work, where wake-ups come late. 0 to 8;
+	// default 0.
+	BusyLoops int
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
 }
@@ -126,6 +131,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Jitter == 0 {
 		c.Jitter = DefaultJitter
 	}
+	if c.BusyLoops < 0 || c.BusyLoops > maxBusyLoops {
+		return c, fmt.Errorf("bench: BusyLoops: %d is not within 0..%d", c.BusyLoops, maxBusyLoops)
+	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
@@ -148,6 +156,9 @@ func (c Config) recallCap() time.Duration {
 func (c Config) perEndpoint() int {
 	return int(float64(c.Rate) * 0.985 * c.Duration.Seconds())
 }
+
+// maxBusyLoops bounds Config.BusyLoops.
+const maxBusyLoops = 8
 
 // latencyRate is the idle-latency phase's tasks per second per endpoint.
 const latencyRate = 20
@@ -310,6 +321,12 @@ func Run(ctx context.Context, cfg Config) (res *Results, err error) {
 	}
 	defer r.proxy.Close()
 	defer r.apps.stopAll(workerGrace)
+	if err := startBusyLoops(ctx, r.apps, cfg.BusyLoops, r.logDir); err != nil {
+		return nil, err
+	}
+	if cfg.BusyLoops > 0 {
+		r.progress("busy loops: %d processes spinning until the end", cfg.BusyLoops)
+	}
 
 	b := make([]byte, 32)
 	rand.Read(b)

@@ -476,3 +476,44 @@ func stopStats(t *testing.T, log []byte) (st struct {
 	t.Errorf("no worker stopped line in:\n%.2000s", log)
 	return st
 }
+
+func TestBusyLoopsSpinUntilStopped(t *testing.T) {
+	ps := &procSet{}
+	if err := startBusyLoops(context.Background(), ps, 1, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	ps.mu.Lock()
+	p := ps.procs[0]
+	ps.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cpu, err := cpuSeconds(p.Pid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cpu > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			ps.stopAll(time.Second)
+			t.Fatal("the busy loop used no CPU in 10 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ps.stopAll(time.Second)
+	if !p.Exited() {
+		t.Error("the busy loop still runs after stopAll")
+	}
+}
+
+func TestConfigBusyLoopsOutOfRangeNamesTheField(t *testing.T) {
+	for _, n := range []int{-1, maxBusyLoops + 1} {
+		_, err := Config{Bin: "timq", BusyLoops: n}.withDefaults()
+		if err == nil || !strings.Contains(err.Error(), "BusyLoops") {
+			t.Errorf("BusyLoops %d: error %v, want one naming BusyLoops", n, err)
+		}
+	}
+	if c, err := (Config{Bin: "timq", BusyLoops: 2}).withDefaults(); err != nil || c.BusyLoops != 2 {
+		t.Errorf("BusyLoops 2: %+v, %v", c.BusyLoops, err)
+	}
+}

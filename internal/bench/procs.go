@@ -117,6 +117,17 @@ func (ps *procSet) stopAll(grace time.Duration) {
 	}
 }
 
+// startBusyLoops starts n processes that spin on the CPU until ps stops
+// them (or the bench dies: they get SIGKILL with it).
+func startBusyLoops(ctx context.Context, ps *procSet, n int, logDir string) error {
+	for i := range n {
+		if _, err := ps.start(ctx, fmt.Sprintf("busy-%d", i), "sh", []string{"-c", "while :; do :; done"}, nil, logDir); err != nil {
+			return fmt.Errorf("busy loop: %w", err)
+		}
+	}
+	return nil
+}
+
 // startSim runs `timq sim` on a free loopback port and returns its base URL.
 func startSim(ctx context.Context, ps *procSet, bin string, args, env []string, logDir string) (*proc, string, error) {
 	pr, pw := io.Pipe()

@@ -200,6 +200,9 @@ func (res *Results) WriteText(w io.Writer) error {
 		res.Cfg.Duration, res.Cfg.Rate, res.Cfg.Latency, res.Cfg.Jitter)
 	fmt.Fprintf(w, "Redis: %s\n", res.Redis)
 	fmt.Fprintf(w, "Machine: %d cores, load average %s at the start (before the bench's own load)%s\n", numCPU(), res.LoadBefore, busyNote(res.LoadBefore))
+	if n := res.Cfg.BusyLoops; n > 0 {
+		fmt.Fprintf(w, "Busy loops: %d processes spinning from after the yardstick to the end (--busy), competing with every process for the %d cores\n", n, numCPU())
+	}
 	fmt.Fprintf(w, "Yardstick: %s\n\n", res.Yardstick)
 	if err := res.mainTable().text(w); err != nil {
 		return err
@@ -230,6 +233,10 @@ func (res *Results) Markdown() []byte {
 		"(TIMQ_RATE=%d), on this machine's %d cores alongside the emulator, Redis and the bench itself.\n\n",
 		res.Started.UTC().Format(time.RFC3339), res.Elapsed.Round(time.Second), res.Redis, c.Rate, c.Latency, c.Jitter, c.Rate, numCPU())
 	fmt.Fprintf(&b, "Load average (1, 5, 15 min) at the start: %s; at the end: %s%s\n\n", res.LoadBefore, res.LoadAfter, busyNote(res.LoadBefore))
+	if n := c.BusyLoops; n > 0 {
+		fmt.Fprintf(&b, "Busy loops (`--busy %d`): %d processes spinning on the CPU from after the yardstick to the end, "+
+			"competing with every process for the %d cores, as on a host busy with other work.\n\n", n, n, numCPU())
+	}
 	fmt.Fprintf(&b, "Yardstick, measured by the bench before the workers start: %s. "+
 		"CPU per call depends on the machine as much as on timq: compare CPU figures only between runs with similar yardsticks.\n\n", res.Yardstick)
 	fmt.Fprintf(&b, "## Mixed backlog (clear, recall and modify at once)\n\n")
