@@ -163,6 +163,7 @@ func New(cfg Config) (*Worker, error) {
 	w.recalls = recallbatch.New(w.pacers[chatapi.EndpointRecall], w.sendRecall, recallbatch.Options{
 		ThrottleDelay: cfg.ThrottleDelay,
 		OnSend:        func(_ recallbatch.Key, size int, waits []time.Duration) { m.RecallBatchSent(size, waits) },
+		Dispatchers:   recallbatch.DispatchersFor(cfg.Rate),
 	})
 	return w, nil
 }

@@ -123,7 +123,8 @@ func WithFallbackRate(r float64) SharedOption {
 // per waiting goroutine. Use it where many goroutines wait at once (one per
 // task): there the ramp buys nothing under load, and at low load, when a
 // second lone caller comes just after the first, its extra slot goes unused.
-// The recall batcher, one serial caller, needs the ramp.
+// The recall batcher needs the ramp: when recalls come one by one, one
+// dispatcher waits at a time and comes straight back.
 func WithoutRamp() SharedOption { return func(o *sharedOptions) { o.noRamp = true } }
 
 // WithLogger sets where the limiter reports losing and regaining Redis.

@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -55,6 +56,11 @@ type Options struct {
 	// joining its batch and the call going out (for metrics: an idle
 	// endpoint sends a lone recall within microseconds).
 	OnSend func(key Key, size int, waits []time.Duration)
+	// Dispatchers is how many tokens the Batcher waits for at once, each
+	// for the batch at the head of the queue when it comes, and never more
+	// than the queue holds. Defaults to DefaultDispatchers; use
+	// DispatchersFor(rate) above 200 calls a second.
+	Dispatchers int
 }
 
 // Batcher coalesces recalls. It is safe for concurrent use; Start it before
@@ -68,26 +74,44 @@ type Batcher struct {
 	queue   []*batch         // batches waiting for a token, oldest first
 	open    map[Key][]*batch // batches of a key that still take messages
 	waiting int              // dispatchers waiting for a token
-	wake    chan struct{}    // signalled when the queue gains a batch
+	// waiters are the dispatchers waiting for a token, oldest first; a
+	// batch leaving the queue cancels the newest waiters beyond the
+	// queue's length, so their slots go back to the limiter.
+	waiters []*waiter
+	wake    chan struct{} // signalled when the queue gains a batch
 	stop    context.CancelFunc
 	done    sync.WaitGroup // the dispatchers
 	sending sync.WaitGroup
 }
 
-// dispatchers is how many tokens the Batcher waits for at once, each for
-// the batch at the head of the queue when it comes, and never more than the
-// queue holds. The shared limiter reserves slots ahead only for callers
-// that wait, so this is how far ahead the recall endpoint holds its budget
-// under a backlog: 64 covers the limiter's horizon (300 ms at 197 calls a
-// second is 59 slots), as clear's and modify's hundred waiting tasks do.
-// With 4, the recall endpoint held 20 ms of slots; when the CPU was busy
-// (two busy loops on a 2-core machine) every late wake-up or Redis reply
-// left the budget's next slot behind the clock, and recall fell to 58-67%
-// of its limit in make bench while clear and modify kept 82-93%; with 64
-// it kept pace with them. A waiting dispatcher does not close its batch:
-// the batch at the head of the queue when the token comes is sent, so
-// recalls coalesce as before.
-const dispatchers = 64
+// DefaultDispatchers is Options.Dispatchers' default: a horizon's worth of
+// slots at the API's 200 calls a second (see DispatchersFor).
+//
+// Why so many: the shared limiter reserves slots ahead only for callers
+// that wait, so the number of dispatchers is how far ahead the recall
+// endpoint holds its budget under a backlog. With 4 it held 20-40 ms of
+// slots, against the 300 ms horizon clear and modify hold with their
+// hundred waiting tasks; when the CPU was busy (two busy loops on a 2-core
+// machine, timq bench --busy 2) every late wake-up left the budget's next
+// slot behind the clock, and recall fell to 58-67% of its limit while
+// clear and modify kept 82-93%. With 64 it kept pace with them. A waiting
+// dispatcher does not close its batch: the batch at the head of the queue
+// when the token comes is sent, so recalls coalesce as before; and one
+// whose batch leaves stops waiting (see cancelSurplusLocked).
+const DefaultDispatchers = 64
+
+// DispatchersFor returns how many dispatchers cover the shared limiter's
+// default horizon at rate calls per second: at least DefaultDispatchers.
+func DispatchersFor(rate float64) int {
+	n := int(math.Ceil(rate * ratelimit.Headroom * ratelimit.DefaultSharedHorizon.Seconds()))
+	return max(DefaultDispatchers, n)
+}
+
+// waiter is one dispatcher's wait for a token.
+type waiter struct {
+	cancel  context.CancelFunc
+	surplus bool // cancelled by leave: no batch needs its token any more
+}
 
 // batch is one future call: the members waiting for it and their messages.
 type batch struct {
@@ -115,14 +139,17 @@ func New(lim ratelimit.Limiter, send SendFunc, opts Options) *Batcher {
 	if opts.ThrottleDelay <= 0 {
 		opts.ThrottleDelay = time.Second
 	}
-	return &Batcher{lim: lim, send: send, opts: opts, open: map[Key][]*batch{}, wake: make(chan struct{}, dispatchers)}
+	if opts.Dispatchers <= 0 {
+		opts.Dispatchers = DefaultDispatchers
+	}
+	return &Batcher{lim: lim, send: send, opts: opts, open: map[Key][]*batch{}, wake: make(chan struct{}, opts.Dispatchers)}
 }
 
 // Start starts the dispatchers.
 func (b *Batcher) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	b.stop = cancel
-	for range dispatchers {
+	for range b.opts.Dispatchers {
 		b.done.Add(1)
 		go b.dispatch(ctx)
 	}
@@ -239,10 +266,25 @@ func (b *Batcher) leave(bt *batch, m *member) bool {
 	if len(bt.members) == 0 {
 		b.queue = slices.DeleteFunc(b.queue, func(x *batch) bool { return x == bt })
 		b.closeOpen(bt)
+		b.cancelSurplusLocked()
 	} else if !bt.closed && bt.size < MaxPerCall && !slices.Contains(b.open[bt.key], bt) {
 		b.open[bt.key] = append(b.open[bt.key], bt)
 	}
 	return true
+}
+
+// cancelSurplusLocked cancels the newest waiting dispatchers beyond the
+// queue's length: no batch needs their tokens, and a cancelled wait gives
+// its slot back to the limiter (the newest hold the latest slots, the
+// likeliest still usable by another caller). Callers hold b.mu.
+func (b *Batcher) cancelSurplusLocked() {
+	for b.waiting > len(b.queue) && len(b.waiters) > 0 {
+		w := b.waiters[len(b.waiters)-1]
+		b.waiters = b.waiters[:len(b.waiters)-1]
+		w.surplus = true
+		b.waiting--
+		w.cancel()
+	}
 }
 
 // closeOpen stops bt taking new members. Callers hold b.mu.
@@ -267,17 +309,22 @@ func (bt *batch) holdsAny(seqs []uint64) bool {
 }
 
 // dispatch waits for a batch no other dispatcher waits a token for, then for
-// a token, then sends the oldest batch.
+// a token, then sends the oldest batch. A wait whose batch left the queue
+// (its members cancelled) is cancelled, and the limiter takes the slot back.
 func (b *Batcher) dispatch(ctx context.Context) {
 	defer b.done.Done()
 	for {
 		b.mu.Lock()
-		unserved := len(b.queue) > b.waiting
-		if unserved {
+		var w *waiter
+		var wctx context.Context
+		if len(b.queue) > b.waiting {
+			w = &waiter{}
+			wctx, w.cancel = context.WithCancel(ctx)
 			b.waiting++
+			b.waiters = append(b.waiters, w)
 		}
 		b.mu.Unlock()
-		if !unserved {
+		if w == nil {
 			select {
 			case <-ctx.Done():
 				return
@@ -285,14 +332,21 @@ func (b *Batcher) dispatch(ctx context.Context) {
 				continue
 			}
 		}
-		gctx, grant := ratelimit.WithGrant(ctx)
+		gctx, grant := ratelimit.WithGrant(wctx)
 		err := b.lim.Wait(gctx)
 		b.mu.Lock()
-		b.waiting--
+		if !w.surplus {
+			b.waiting--
+			b.waiters = slices.DeleteFunc(b.waiters, func(x *waiter) bool { return x == w })
+		}
+		w.cancel()
 		if err != nil {
 			b.mu.Unlock()
 			if ctx.Err() != nil {
 				return
+			}
+			if w.surplus {
+				continue // its batch left; the limiter has the slot back
 			}
 			// No token, and not stopping: try again shortly, so that a
 			// limiter error never leaves batches without a dispatcher.
@@ -311,6 +365,9 @@ func (b *Batcher) dispatch(ctx context.Context) {
 		b.queue = b.queue[1:]
 		bt.closed = true
 		b.closeOpen(bt)
+		// A surplus wait that got its token anyway took a batch another
+		// dispatcher waits for: that one is surplus now.
+		b.cancelSurplusLocked()
 		b.mu.Unlock()
 		b.sending.Add(1)
 		go b.sendBatch(ctx, bt, grant)

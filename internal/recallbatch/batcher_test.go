@@ -331,7 +331,7 @@ func TestWaitsForOneTokenPerQueuedBatchUpToDispatchers(t *testing.T) {
 	b := start(t, g, r)
 	const more = 8 // batches queued beyond the dispatchers
 	var wg sync.WaitGroup
-	errs := make(chan error, dispatchers+more)
+	errs := make(chan error, DefaultDispatchers+more)
 	recall := func(group string) {
 		wg.Add(1)
 		go func() {
@@ -344,17 +344,17 @@ func TestWaitsForOneTokenPerQueuedBatchUpToDispatchers(t *testing.T) {
 	recall("B")
 	waitQueued(t, b, 2, 2)
 	g.waitWaiting(t, 2)
-	for i := range dispatchers + more - 2 {
+	for i := range DefaultDispatchers + more - 2 {
 		recall(fmt.Sprint("C", i))
 	}
-	waitQueued(t, b, dispatchers+more, dispatchers+more)
+	waitQueued(t, b, DefaultDispatchers+more, DefaultDispatchers+more)
 	// Each waiter's token is a slot the shared limiter reserves ahead:
 	// every dispatcher waits, so the endpoint holds that many slots.
-	g.waitWaiting(t, dispatchers)
-	g.grant(dispatchers + more)
+	g.waitWaiting(t, DefaultDispatchers)
+	g.grant(DefaultDispatchers + more)
 	if !waitGroupDone(&wg, 10*time.Second) {
 		t.Fatalf("%d tokens did not send the %d batches (%d pending): a token went to a dispatcher with no batch",
-			dispatchers+more, dispatchers+more, b.Pending())
+			DefaultDispatchers+more, DefaultDispatchers+more, b.Pending())
 	}
 	close(errs)
 	for err := range errs {
@@ -362,8 +362,8 @@ func TestWaitsForOneTokenPerQueuedBatchUpToDispatchers(t *testing.T) {
 			t.Errorf("Recall: %v", err)
 		}
 	}
-	if len(r.calls) != dispatchers+more {
-		t.Errorf("%d calls for %d one-message recalls of as many groups, want %d", len(r.calls), dispatchers+more, dispatchers+more)
+	if len(r.calls) != DefaultDispatchers+more {
+		t.Errorf("%d calls for %d one-message recalls of as many groups, want %d", len(r.calls), DefaultDispatchers+more, DefaultDispatchers+more)
 	}
 	g.waitWaiting(t, 0)
 }
@@ -383,11 +383,11 @@ func (l *failingLimiter) Backoff(time.Duration) {}
 func TestLimiterErrorsDoNotStopTheDispatchers(t *testing.T) {
 	t.Parallel()
 	lim := &failingLimiter{}
-	lim.n.Store(2 * dispatchers) // every dispatcher fails twice
+	lim.n.Store(2 * DefaultDispatchers) // every dispatcher fails twice
 	r := &recorder{}
 	b := start(t, lim, r)
 	var wg sync.WaitGroup
-	for i := range dispatchers {
+	for i := range DefaultDispatchers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -462,7 +462,7 @@ func TestBatchMissedDuringStopIsHandedBack(t *testing.T) {
 	<-entered
 	stopped := make(chan struct{})
 	go func() { b.Stop(); close(stopped) }()
-	time.Sleep(20 * time.Millisecond) // Stop has cancelled the dispatchers and waits for the call
+	time.Sleep(20 * time.Millisecond) // Stop has cancelled the DefaultDispatchers and waits for the call
 	close(release)
 	<-stopped
 	if err := <-done; !errors.Is(err, errStopped) || chatapi.Classify(err) != chatapi.ClassCanceled {
@@ -504,13 +504,71 @@ func TestBatchMissingItsDeadlineRepeatedlyGoesOutAnyway(t *testing.T) {
 // reach ahead as long as clear's and modify's: the shared limiter reserves
 // slots only for callers that wait, up to its horizon, so fewer dispatchers
 // than a horizon's slots leave the budget's next slot behind the clock
-// whenever the process wakes late (see dispatchers).
+// whenever the process wakes late (see DefaultDispatchers).
 func TestDispatchersCoverTheSharedLimitersHorizon(t *testing.T) {
 	t.Parallel()
-	const apiLimit = 200 // calls per second per endpoint
-	slots := int(ratelimit.DefaultSharedHorizon.Seconds() * apiLimit * ratelimit.Headroom)
-	if dispatchers < slots {
-		t.Fatalf("%d dispatchers wait for at most %d slots, fewer than the %d slots of the shared limiter's %v horizon",
-			dispatchers, dispatchers, slots, ratelimit.DefaultSharedHorizon)
+	for _, rate := range []float64{1, 200, 1000} {
+		slots := int(ratelimit.DefaultSharedHorizon.Seconds() * rate * ratelimit.Headroom)
+		if got := DispatchersFor(rate); got < slots {
+			t.Errorf("DispatchersFor(%v) = %d, fewer than the %d slots of the shared limiter's %v horizon",
+				rate, got, slots, ratelimit.DefaultSharedHorizon)
+		}
 	}
+	if DispatchersFor(200) != DefaultDispatchers {
+		t.Errorf("DispatchersFor(200) = %d, want DefaultDispatchers (%d): the default is for the API's limit", DispatchersFor(200), DefaultDispatchers)
+	}
+}
+
+// TestWaitersBeyondTheQueueGiveTheirTokensBack: when recalls leave (their
+// tasks cancelled) and take their batches with them, the DefaultDispatchers that
+// waited for those batches stop waiting, so the limiter gets their slots
+// back instead of granting slots no batch uses.
+func TestWaitersBeyondTheQueueGiveTheirTokensBack(t *testing.T) {
+	t.Parallel()
+	g := &countingGate{gate: newGate()}
+	r := &recorder{}
+	b := start(t, g, r)
+	const n, leaving = 10, 4
+	var stay sync.WaitGroup
+	errs := make(chan error, n)
+	cancels := make([]context.CancelFunc, n)
+	for i := range n {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels[i] = cancel
+		t.Cleanup(cancel)
+		if i >= leaving {
+			stay.Add(1)
+		}
+		go func() {
+			if i >= leaving {
+				defer stay.Done()
+			}
+			_, err := b.Recall(ctx, Key{GroupID: fmt.Sprint("g", i)}, []uint64{1})
+			errs <- err
+		}()
+	}
+	waitQueued(t, b, n, n)
+	g.waitWaiting(t, n)
+	for i := range leaving {
+		cancels[i]()
+	}
+	waitQueued(t, b, n-leaving, n-leaving)
+	g.waitWaiting(t, n-leaving)
+	g.grant(n - leaving)
+	if !waitGroupDone(&stay, 10*time.Second) {
+		t.Fatalf("%d tokens did not send the %d batches left (%d pending): a token went to a dispatcher with no batch",
+			n-leaving, n-leaving, b.Pending())
+	}
+	var cancelled int
+	for range n {
+		if err := <-errs; errors.Is(err, context.Canceled) {
+			cancelled++
+		} else if err != nil {
+			t.Errorf("Recall: %v", err)
+		}
+	}
+	if cancelled != leaving || len(r.calls) != n-leaving {
+		t.Errorf("%d recalls cancelled and %d calls, want %d and %d", cancelled, len(r.calls), leaving, n-leaving)
+	}
+	g.waitWaiting(t, 0)
 }
