@@ -131,8 +131,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Jitter == 0 {
 		c.Jitter = DefaultJitter
 	}
-	if c.BusyLoops < 0 || c.BusyLoops > maxBusyLoops {
-		return c, fmt.Errorf("bench: BusyLoops: %d is not within 0..%d", c.BusyLoops, maxBusyLoops)
+	if c.BusyLoops < 0 || c.BusyLoops > MaxBusyLoops {
+		return c, fmt.Errorf("bench: BusyLoops: %d is not within 0..%d", c.BusyLoops, MaxBusyLoops)
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
@@ -157,8 +157,8 @@ func (c Config) perEndpoint() int {
 	return int(float64(c.Rate) * 0.985 * c.Duration.Seconds())
 }
 
-// maxBusyLoops bounds Config.BusyLoops.
-const maxBusyLoops = 8
+// MaxBusyLoops bounds Config.BusyLoops.
+const MaxBusyLoops = 8
 
 // latencyRate is the idle-latency phase's tasks per second per endpoint.
 const latencyRate = 20
@@ -321,7 +321,11 @@ func Run(ctx context.Context, cfg Config) (res *Results, err error) {
 	}
 	defer r.proxy.Close()
 	defer r.apps.stopAll(workerGrace)
-	if err := startBusyLoops(ctx, r.apps, cfg.BusyLoops, r.logDir); err != nil {
+	// The busy loops stop first, so that stopping the workers and the
+	// emulator (up to workerGrace each) does not compete with them.
+	busy := &procSet{}
+	defer busy.stopAll(time.Second)
+	if err := startBusyLoops(ctx, busy, cfg.BusyLoops, r.logDir); err != nil {
 		return nil, err
 	}
 	if cfg.BusyLoops > 0 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"image/png"
 	"maps"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -479,6 +481,7 @@ func stopStats(t *testing.T, log []byte) (st struct {
 
 func TestBusyLoopsSpinUntilStopped(t *testing.T) {
 	ps := &procSet{}
+	t.Cleanup(func() { ps.stopAll(time.Second) })
 	if err := startBusyLoops(context.Background(), ps, 1, t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
@@ -495,19 +498,23 @@ func TestBusyLoopsSpinUntilStopped(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			ps.stopAll(time.Second)
 			t.Fatal("the busy loop used no CPU in 10 s")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	ps.stopAll(time.Second)
-	if !p.Exited() {
-		t.Error("the busy loop still runs after stopAll")
+	// SIGTERM ends it, within the grace: it is not left to the kill.
+	ps.stopAll(time.Minute)
+	var exit *exec.ExitError
+	if !errors.As(p.err, &exit) {
+		t.Fatalf("the busy loop ended with %v, want an exit by signal", p.err)
+	}
+	if ws, ok := exit.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Errorf("the busy loop ended with %v, want SIGTERM", p.err)
 	}
 }
 
 func TestConfigBusyLoopsOutOfRangeNamesTheField(t *testing.T) {
-	for _, n := range []int{-1, maxBusyLoops + 1} {
+	for _, n := range []int{-1, MaxBusyLoops + 1} {
 		_, err := Config{Bin: "timq", BusyLoops: n}.withDefaults()
 		if err == nil || !strings.Contains(err.Error(), "BusyLoops") {
 			t.Errorf("BusyLoops %d: error %v, want one naming BusyLoops", n, err)

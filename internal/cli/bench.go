@@ -34,7 +34,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	duration := fs.Duration("duration", bench.DefaultDuration, "how long each backlog keeps every endpoint busy at its limit")
 	skipRecall := fs.Bool("skip-recall-scenarios", false, "leave out issue 7's recall-only scenarios")
 	bin := fs.String("bin", "", "the timq binary to run as sim and worker (default: this one)")
-	busy := fs.Int("busy", 0, "start `N` busy-loop processes (0 to 8) that compete for the CPU, as on a host busy with other work")
+	busy := fs.Int("busy", 0, fmt.Sprintf("start `N` busy-loop processes (0 to %d) that compete for the CPU, as on a host busy with other work", bench.MaxBusyLoops))
 	profDir := fs.String("cpuprofile", "", "write each worker's CPU profile to `DIR`/worker-RUN-N.pprof (for go tool pprof)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -63,8 +63,8 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	if *duration < time.Second || *duration > 10*time.Minute {
 		return UsageError("--duration: want 1s to 10m, got %v", *duration)
 	}
-	if *busy < 0 || *busy > 8 {
-		return UsageError("--busy: want 0 to 8 busy loops, got %d", *busy)
+	if *busy < 0 || *busy > bench.MaxBusyLoops {
+		return UsageError("--busy: want 0 to %d busy loops, got %d", bench.MaxBusyLoops, *busy)
 	}
 	if *bin == "" {
 		exe, err := os.Executable()
