@@ -70,10 +70,9 @@ type Batcher struct {
 	send SendFunc
 	opts Options
 
-	mu      sync.Mutex
-	queue   []*batch         // batches waiting for a token, oldest first
-	open    map[Key][]*batch // batches of a key that still take messages
-	waiting int              // dispatchers waiting for a token
+	mu    sync.Mutex
+	queue []*batch         // batches waiting for a token, oldest first
+	open  map[Key][]*batch // batches of a key that still take messages
 	// waiters are the dispatchers waiting for a token, oldest first; a
 	// batch leaving the queue cancels the newest waiters beyond the
 	// queue's length, so their slots go back to the limiter.
@@ -278,11 +277,10 @@ func (b *Batcher) leave(bt *batch, m *member) bool {
 // its slot back to the limiter (the newest hold the latest slots, the
 // likeliest still usable by another caller). Callers hold b.mu.
 func (b *Batcher) cancelSurplusLocked() {
-	for b.waiting > len(b.queue) && len(b.waiters) > 0 {
+	for len(b.waiters) > len(b.queue) {
 		w := b.waiters[len(b.waiters)-1]
 		b.waiters = b.waiters[:len(b.waiters)-1]
 		w.surplus = true
-		b.waiting--
 		w.cancel()
 	}
 }
@@ -317,10 +315,9 @@ func (b *Batcher) dispatch(ctx context.Context) {
 		b.mu.Lock()
 		var w *waiter
 		var wctx context.Context
-		if len(b.queue) > b.waiting {
+		if len(b.queue) > len(b.waiters) {
 			w = &waiter{}
 			wctx, w.cancel = context.WithCancel(ctx)
-			b.waiting++
 			b.waiters = append(b.waiters, w)
 		}
 		b.mu.Unlock()
@@ -336,7 +333,6 @@ func (b *Batcher) dispatch(ctx context.Context) {
 		err := b.lim.Wait(gctx)
 		b.mu.Lock()
 		if !w.surplus {
-			b.waiting--
 			b.waiters = slices.DeleteFunc(b.waiters, func(x *waiter) bool { return x == w })
 		}
 		w.cancel()
