@@ -61,11 +61,7 @@ func (w *Worker) call(ctx context.Context, ep chatapi.Endpoint, a attempt, fn fu
 			return err
 		}
 		callStart := time.Now()
-		sendBy := grant.SendBy()
-		if missed >= ratelimit.MaxMissedSends {
-			sendBy = time.Time{} // a worker starved this long still makes progress
-		}
-		err := fn(chatapi.WithSendDeadline(ctx, sendBy))
+		err := fn(chatapi.WithSendDeadline(ctx, grant.SendByAfter(missed)))
 		if errors.Is(err, chatapi.ErrSendDeadline) {
 			grant.Missed()
 			missed++

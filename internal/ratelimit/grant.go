@@ -50,6 +50,17 @@ func (g *Grant) SendBy() time.Time {
 	return g.slot.Add(g.interval)
 }
 
+// SendByAfter returns SendBy for a call that has already missed its send
+// deadline missed times in a row, or the zero time (no deadline) once that
+// reaches MaxMissedSends: a caller starved of CPU that long still makes
+// progress, and sends late.
+func (g *Grant) SendByAfter(missed int) time.Time {
+	if missed >= MaxMissedSends {
+		return time.Time{}
+	}
+	return g.SendBy()
+}
+
 // Missed tells the limiter that the granted call did not leave by SendBy
 // and was not made: it counts in SharedStats.MissedSends (its slot stays
 // counted in Grants, which only grows). Wait again for a new slot to make

@@ -54,3 +54,16 @@ func TestGrantRecordsTheSlotWaitGranted(t *testing.T) {
 		t.Fatalf("Pacer: err %v, SendBy %v; want a grant without a deadline", err, pg.SendBy())
 	}
 }
+
+func TestSendByAfterDropsTheDeadlineAtMaxMissedSends(t *testing.T) {
+	slot := time.Unix(1000, 0)
+	g := &Grant{slot: slot, interval: 5 * time.Millisecond}
+	for missed := range MaxMissedSends {
+		if got := g.SendByAfter(missed); !got.Equal(g.SendBy()) {
+			t.Errorf("SendByAfter(%d) = %v, want SendBy %v", missed, got, g.SendBy())
+		}
+	}
+	if got := g.SendByAfter(MaxMissedSends); !got.IsZero() {
+		t.Errorf("SendByAfter(%d) = %v, want zero (no deadline)", MaxMissedSends, got)
+	}
+}

@@ -381,13 +381,9 @@ func (b *Batcher) sendBatch(ctx context.Context, bt *batch, grant *ratelimit.Gra
 	for _, m := range bt.members {
 		seqs = append(seqs, m.seqs...)
 	}
-	sendBy := grant.SendBy()
-	if bt.missed >= ratelimit.MaxMissedSends {
-		sendBy = time.Time{} // a dispatcher starved this long still makes progress
-	}
 	sent := time.Now()
 	// The call outlives a stopping dispatcher: its members wait for it.
-	codes, err := b.send(chatapi.WithSendDeadline(context.WithoutCancel(ctx), sendBy), bt.key, seqs)
+	codes, err := b.send(chatapi.WithSendDeadline(context.WithoutCancel(ctx), grant.SendByAfter(bt.missed)), bt.key, seqs)
 	missed := errors.Is(err, chatapi.ErrSendDeadline)
 	if missed {
 		grant.Missed()
