@@ -18,7 +18,8 @@
 // (a theoretical arrival time, TAT, as in GCRA). A process asks a Lua
 // script for k slots at once (k = the number of its goroutines waiting,
 // at most WithBatch, 8); the script reads TIME, takes max(TAT, now + the
-// process's round trip) as the first slot, advances TAT by k intervals
+// process's round trip), moved up to a whole number of intervals on the
+// Redis clock, as the first slot, advances TAT by k intervals
 // (interval = 1/(limit*Headroom), rounded up to a whole microsecond: 5077
 // µs for 200/s) and returns the first slot. The process turns Redis time
 // into its own monotonic time (the reply's Redis "now" is taken to be the
@@ -26,6 +27,14 @@
 // interval apart. Every slot is handed out once, so whatever the number of
 // processes any sliding second holds at most floor(1 s / interval) + 1
 // slots: 197 for a limit of 200.
+//
+// Every budget with the same interval shares that grid, so a process that
+// holds the same instant for several endpoints (each of its three
+// endpoints' budgets) sends those calls on one wake-up of its thread rather
+// than one each; on a 2-core VM a wake-up that does work costs about as
+// much as the work. Moving a slot up to the grid costs at most one interval
+// when the budget was idle, and never gives a slot twice: TAT only moves
+// forward.
 //
 // One goroutine per limiter talks to Redis, and only while goroutines
 // wait. It asks for a batch when its slots run out within a third of the

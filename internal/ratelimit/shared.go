@@ -62,6 +62,9 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 if tat < now then tat = now end
 local pause = now + tonumber(ARGV[4])
 if pause > tat then tat = pause end
+-- Every budget's slots lie on one grid, whole intervals of the Redis clock.
+local off = tat % interval
+if off > 0 then tat = tat + interval - off end
 local start = tat
 local k = 0
 if want > 0 then

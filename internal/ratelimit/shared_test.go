@@ -668,3 +668,59 @@ func TestWithoutRampReservesOnlyForWaiters(t *testing.T) {
 		t.Fatalf("WithoutRamp: want(20) = %d, want a batch (%d)", got, DefaultSharedBatch)
 	}
 }
+
+// TestSharedSlotsOfEveryEndpointLieOnOneGrid checks that every slot, of
+// every endpoint and process, is a whole number of intervals on the Redis
+// clock, so that one process's slots of different endpoints coincide and
+// share its wake-ups; and that a budget left off the grid (by an earlier
+// timq) is moved up to it, never back.
+func TestSharedSlotsOfEveryEndpointLieOnOneGrid(t *testing.T) {
+	t.Parallel()
+	r := testenv.Redis(t)
+	log := &slotLog{}
+	c := r.Client(t)
+	// An earlier timq's budget: 300 ms ahead, 1 µs off the grid.
+	iv := NewShared(c, "probe", 200).ivUS
+	offGrid := (redisNow(t, c)+300_000)/iv*iv + 1
+	if err := c.Set(context.Background(), DefaultSharedKeyPrefix+":{1400000001:modify_group_msg}", offGrid, time.Second).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var lims []*Shared
+	for proc, name := range []string{"1400000001:clear_group_msg", "1400000001:modify_group_msg", "1400000001:clear_group_msg", "1400000001:modify_group_msg"} {
+		s := NewShared(r.Client(t), name, 200)
+		s.onSlots = log.hook(proc)
+		lims = append(lims, s)
+	}
+	var wg sync.WaitGroup
+	for _, s := range lims {
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 10 {
+					if err := s.Wait(context.Background()); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	slots := log.sorted()
+	if len(slots) < 160 {
+		t.Fatalf("%d slots for 160 grants", len(slots))
+	}
+	firstModify := int64(0)
+	for _, s := range slots {
+		if s.us%iv != 0 {
+			t.Fatalf("slot at %d µs (process %d) is %d µs off the %d µs grid", s.us, s.proc, s.us%iv, iv)
+		}
+		if s.proc%2 == 1 && firstModify == 0 {
+			firstModify = s.us
+		}
+	}
+	if firstModify <= offGrid {
+		t.Fatalf("modify's first slot at %d µs, want after the budget an earlier timq left at %d µs", firstModify, offGrid)
+	}
+}
