@@ -679,10 +679,11 @@ func TestSharedSlotsOfEveryEndpointLieOnOneGrid(t *testing.T) {
 	r := testenv.Redis(t)
 	log := &slotLog{}
 	c := r.Client(t)
-	// An earlier timq's budget: 300 ms ahead, 1 µs off the grid.
+	// An earlier timq's budget: 1.5 s ahead (beyond a reservation's
+	// reach, so modify waits for it), 1 µs off the grid.
 	iv := NewShared(c, "probe", 200).ivUS
-	offGrid := (redisNow(t, c)+300_000)/iv*iv + 1
-	if err := c.Set(context.Background(), DefaultSharedKeyPrefix+":{1400000001:modify_group_msg}", offGrid, time.Second).Err(); err != nil {
+	offGrid := (redisNow(t, c)+1_500_000)/iv*iv + 1
+	if err := c.Set(context.Background(), DefaultSharedKeyPrefix+":{1400000001:modify_group_msg}", offGrid, 5*time.Second).Err(); err != nil {
 		t.Fatal(err)
 	}
 	var lims []*Shared
@@ -711,16 +712,55 @@ func TestSharedSlotsOfEveryEndpointLieOnOneGrid(t *testing.T) {
 	if len(slots) < 160 {
 		t.Fatalf("%d slots for 160 grants", len(slots))
 	}
-	firstModify := int64(0)
+	perEndpoint := [2][]int64{}
 	for _, s := range slots {
 		if s.us%iv != 0 {
 			t.Fatalf("slot at %d µs (process %d) is %d µs off the %d µs grid", s.us, s.proc, s.us%iv, iv)
 		}
-		if s.proc%2 == 1 && firstModify == 0 {
-			firstModify = s.us
+		ep := perEndpoint[s.proc%2]
+		if len(ep) > 0 && s.us-ep[len(ep)-1] < iv {
+			t.Fatalf("endpoint %d: slots %d µs apart, less than the interval", s.proc%2, s.us-ep[len(ep)-1])
 		}
+		perEndpoint[s.proc%2] = append(ep, s.us)
 	}
-	if firstModify <= offGrid {
-		t.Fatalf("modify's first slot at %d µs, want after the budget an earlier timq left at %d µs", firstModify, offGrid)
+	// The off-grid budget moves up to the next grid point, not back.
+	if first, want := perEndpoint[1][0], offGrid-1+iv; first != want {
+		t.Fatalf("modify's first slot at %d µs, want %d (the budget an earlier timq left at %d µs, moved up to the grid)", first, want, offGrid)
+	}
+}
+
+// TestSharedPauseBeyondTheRoomIsKept asks for slots with a pause longer
+// than the script lets a reservation start ahead (a failover's pause past
+// the slots already handed out can be): the answer is "come back", and the
+// pause must still be in Redis, because the next request carries none.
+// Without it the next reservation could hand out the slots the pause was
+// meant to skip.
+func TestSharedPauseBeyondTheRoomIsKept(t *testing.T) {
+	t.Parallel()
+	r := testenv.Redis(t)
+	c := r.Client(t)
+	s := NewShared(c, "1400000001:clear_group_msg", 200)
+	pause := maxAheadFactor*s.opts.horizon + time.Second
+	before := redisNow(t, c)
+	res, err := s.reserve(context.Background(), 8, pause)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.k != 0 {
+		t.Fatalf("reserved %d slots %v ahead, want a come-back answer", res.k, pause)
+	}
+	res, err = s.reserve(context.Background(), 8, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.k != 0 {
+		t.Fatalf("the next request reserved %d slots from %d µs, inside the pause that ends after %d µs", res.k, res.startUS, before+pause.Microseconds())
+	}
+	tat, err := c.Get(context.Background(), s.key).Int64()
+	if err != nil {
+		t.Fatalf("budget key after a pause beyond the room: %v", err)
+	}
+	if tat < before+pause.Microseconds() {
+		t.Fatalf("budget at %d µs, before the pause's end %d µs", tat, before+pause.Microseconds())
 	}
 }
