@@ -30,11 +30,15 @@
 //
 // Every budget with the same interval shares that grid, so a process that
 // holds the same instant for several endpoints (each of its three
-// endpoints' budgets) sends those calls on one wake-up of its thread rather
-// than one each; on a 2-core VM a wake-up that does work costs about as
-// much as the work. Moving a slot up to the grid costs at most one interval
-// when the budget was idle, and never gives a slot twice: TAT only moves
-// forward.
+// endpoints' budgets) usually sends those calls on one wake-up of its
+// thread rather than one each; on a 2-core VM a wake-up that does work
+// costs about as much as the work. Usually, because each limiter maps the
+// Redis clock onto its own with its own estimate: the estimates of one
+// process differ by microseconds, well within the runtime timers'
+// millisecond resolution, but on Redis Cluster the budgets may live on
+// nodes whose clocks differ by more. Moving a slot up to the grid costs at
+// most one interval when the budget was idle or paused, and never gives a
+// slot twice: TAT only moves forward.
 //
 // One goroutine per limiter talks to Redis, and only while goroutines
 // wait. It asks for a batch when its slots run out within a third of the
