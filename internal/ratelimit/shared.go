@@ -67,21 +67,21 @@ local off = tat % interval
 if off > 0 then tat = tat + interval - off end
 local start = tat
 local k = 0
-local ttl = function(at) return string.format('%.0f', math.floor((at - now) / 1000) + 1000) end
+local reply = nil
 if want > 0 then
   local room = math.floor((now + ahead - tat) / interval) + 1
   if room < 1 then
-    -- Keep a pause that reaches beyond the room: the caller's next request
-    -- does not repeat it.
-    redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', ttl(tat))
-    return {now, 0, tat - ahead + (want - 1) * interval}
+    -- Come back later; the SET below still keeps a pause that reaches
+    -- beyond the room, which the caller's next request does not repeat.
+    reply = {now, 0, tat - ahead + (want - 1) * interval}
+  else
+    k = want
+    if room < k then k = room end
+    tat = tat + k * interval
   end
-  k = want
-  if room < k then k = room end
-  tat = tat + k * interval
 end
-redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', ttl(tat))
-return {now, k, start}
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', string.format('%.0f', math.floor((tat - now) / 1000) + 1000))
+return reply or {now, k, start}
 `)
 
 // SharedOption configures a Shared limiter.
