@@ -37,7 +37,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
@@ -86,14 +85,6 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	httpClient := chatapi.NewHTTPClient()
-	if cfg.API.Timeout > 0 {
-		httpClient.Timeout = cfg.API.Timeout
-	}
-	// Enough idle connections for every task that can be in flight.
-	if tr, ok := httpClient.Transport.(*http.Transport); ok && tr.MaxIdleConnsPerHost < 3*cfg.Concurrency {
-		tr.MaxIdleConnsPerHost = 3 * cfg.Concurrency
-	}
 	var m *metrics.Worker
 	if cfg.Metrics != nil {
 		if m, err = metrics.NewWorker(cfg.Metrics); err != nil {
@@ -101,13 +92,15 @@ func New(cfg Config) (*Worker, error) {
 		}
 	}
 	api, err := chatapi.New(chatapi.Config{
-		SDKAppID:   cfg.API.SDKAppID,
-		SecretKey:  cfg.API.SecretKey,
-		Admin:      cfg.API.Admin,
-		Region:     cfg.API.Region,
-		BaseURL:    cfg.API.BaseURL,
-		HTTPClient: httpClient,
-		Observer:   m.ObserveCall,
+		SDKAppID:  cfg.API.SDKAppID,
+		SecretKey: cfg.API.SecretKey,
+		Admin:     cfg.API.Admin,
+		Region:    cfg.API.Region,
+		BaseURL:   cfg.API.BaseURL,
+		Timeout:   cfg.API.Timeout,
+		// A connection for every call that can be in flight at once.
+		MaxConns: max(chatapi.DefaultMaxConns, 2*cfg.Concurrency+cfg.RecallConcurrency),
+		Observer: m.ObserveCall,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("worker: API: %w", err)

@@ -1,12 +1,10 @@
 package chatapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -27,7 +25,10 @@ import (
 //     refused or reset, timeout, HTTP status other than 200, an answer that is
 //     not JSON or is larger than Config.MaxResponseBytes;
 //   - an error wrapping context.Canceled when ctx was canceled (Classify
-//     reports ClassCanceled);
+//     reports ClassCanceled). A call canceled before its request left
+//     returns at once and sends nothing; a call already sent is not cut
+//     off, since the API may apply it: it ends with its answer or at
+//     Config.Timeout, and returns the answer's outcome if one came;
 //   - another error for misuse, such as a nil request.
 //
 // When the API answers 70001 (UserSig expired) or 70052 (UserSig
@@ -37,7 +38,7 @@ type Client struct {
 	base     string // "https://console.tim.qq.com", no trailing slash
 	app      string // SDKAppID, decimal
 	admin    string
-	hc       *http.Client
+	tr       *transport
 	maxBody  int64
 	rand     func() uint32
 	observer func(CallInfo)
@@ -64,11 +65,15 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	tr, err := newTransport(base, cfg.Timeout, cfg.MaxConns, cfg.MaxResponseBytes)
+	if err != nil {
+		return nil, fmt.Errorf("chatapi: %w", err)
+	}
 	return &Client{
 		base:     base,
 		app:      strconv.FormatUint(cfg.SDKAppID, 10),
 		admin:    cfg.Admin,
-		hc:       cfg.HTTPClient,
+		tr:       tr,
 		maxBody:  cfg.MaxResponseBytes,
 		rand:     cfg.Rand,
 		observer: cfg.Observer,
@@ -163,56 +168,36 @@ func (c *Client) do(ctx context.Context, ep Endpoint, attempt int, sig string, b
 		}
 	}()
 
-	var deadline *sendBy
-	if by, ok := SendDeadline(ctx); ok {
-		if time.Now().After(by) {
-			return ErrSendDeadline
-		}
-		deadline = &sendBy{by: by}
+	if err := ctx.Err(); err != nil {
+		return c.transportError(ctx, ep, 0, sig, err) // nothing sent
 	}
-	// Every request arms its connection, if only to disarm it (nil).
-	req, err := http.NewRequestWithContext(withSendBy(ctx, deadline), http.MethodPost, c.requestURL(ep, sig), bytes.NewReader(body))
-	if err != nil {
-		return c.transportError(ctx, ep, 0, sig, err)
+	sendBy, _ := SendDeadline(ctx)
+	deadline := time.Now().Add(c.tr.timeout)
+	ctxDeadline, bound := ctx.Deadline()
+	if bound && ctxDeadline.Before(deadline) {
+		deadline = ctxDeadline
 	}
-	if deadline != nil {
-		// The transport may send a request again on a new connection when
-		// its kept-alive one turned out dead before a byte was written;
-		// not after a refusal, and not once the deadline has passed.
-		req.GetBody = func() (io.ReadCloser, error) {
-			if deadline.refused.Load() || time.Now().After(deadline.by) {
-				return nil, ErrSendDeadline
-			}
-			return io.NopCloser(bytes.NewReader(body)), nil
-		}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-
-	resp, err := c.hc.Do(req)
-	if err != nil && deadline != nil && deadline.refused.Load() {
+	status, data, err := c.tr.post(c.requestURL(ep, sig), body, sendBy, deadline)
+	info.HTTPStatus = status
+	switch {
+	case errors.Is(err, ErrSendDeadline):
 		return ErrSendDeadline
-	}
-	if err != nil {
-		return c.transportError(ctx, ep, 0, sig, err)
-	}
-	defer resp.Body.Close()
-	info.HTTPStatus = resp.StatusCode
-
-	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
-	if err != nil {
-		return c.transportError(ctx, ep, resp.StatusCode, sig, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return &Error{Endpoint: ep, HTTPStatus: resp.StatusCode,
-			Info: http.StatusText(resp.StatusCode) + ": " + c.snippet(data, sig)}
-	}
-	if int64(len(data)) > c.maxBody {
-		return &Error{Endpoint: ep, HTTPStatus: resp.StatusCode,
+	case errors.Is(err, errAnswerTooLarge):
+		return &Error{Endpoint: ep, HTTPStatus: status,
 			Info: fmt.Sprintf("answer is larger than %d bytes", c.maxBody)}
+	case err != nil && bound && !time.Now().Before(ctxDeadline):
+		// The caller's deadline, not the client's timeout, ended it.
+		err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+		return c.transportError(ctx, ep, status, sig, err)
+	case err != nil:
+		return c.transportError(ctx, ep, status, sig, err)
+	}
+	if status != http.StatusOK {
+		return &Error{Endpoint: ep, HTTPStatus: status,
+			Info: http.StatusText(status) + ": " + c.snippet(data, sig)}
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return &Error{Endpoint: ep, HTTPStatus: resp.StatusCode,
+		return &Error{Endpoint: ep, HTTPStatus: status,
 			Info: "answer is not JSON: " + c.snippet(data, sig)}
 	}
 	env := out.envelope()
@@ -220,14 +205,14 @@ func (c *Client) do(ctx context.Context, ep Endpoint, attempt int, sig string, b
 	switch {
 	case env.ErrorCode != 0:
 		return &Error{Endpoint: ep, Code: env.ErrorCode, Info: c.scrub(env.ErrorInfo, sig),
-			HTTPStatus: resp.StatusCode, RequestID: env.RequestID}
+			HTTPStatus: status, RequestID: env.RequestID}
 	case env.ActionStatus == "OK":
 		return nil
 	case env.ActionStatus == "FAIL":
-		return &Error{Endpoint: ep, HTTPStatus: resp.StatusCode, RequestID: env.RequestID,
+		return &Error{Endpoint: ep, HTTPStatus: status, RequestID: env.RequestID,
 			Info: c.scrub("ActionStatus FAIL without an ErrorCode: "+env.ErrorInfo, sig)}
 	default:
-		return &Error{Endpoint: ep, HTTPStatus: resp.StatusCode, RequestID: env.RequestID,
+		return &Error{Endpoint: ep, HTTPStatus: status, RequestID: env.RequestID,
 			Info: "answer is not the API envelope: " + c.snippet(data, sig)}
 	}
 }

@@ -423,7 +423,7 @@ func TestTransportErrors(t *testing.T) {
 	t.Run("client timeout", func(t *testing.T) {
 		t.Parallel()
 		api := newFakeAPI(t, hang)
-		c := newTestClient(t, api.srv.URL, func(cfg *Config) { cfg.HTTPClient.Timeout = 100 * time.Millisecond })
+		c := newTestClient(t, api.srv.URL, func(cfg *Config) { cfg.Timeout = 100 * time.Millisecond })
 		sigs := recordSigs(c)
 		start := time.Now()
 		_, err := c.ClearGroupMsg(t.Context(), &ClearGroupMsgRequest{GroupId: "g"})
@@ -466,6 +466,8 @@ func TestTransportErrors(t *testing.T) {
 func TestCancel(t *testing.T) {
 	t.Parallel()
 
+	// A call already sent is not cut off: it ends with its answer or its
+	// timeout (the API may have applied it), and then reports the cancel.
 	t.Run("in flight", func(t *testing.T) {
 		t.Parallel()
 		arrived := make(chan struct{})
@@ -473,7 +475,7 @@ func TestCancel(t *testing.T) {
 			close(arrived)
 			hang(w, r, n)
 		})
-		c := newTestClient(t, api.srv.URL)
+		c := newTestClient(t, api.srv.URL, func(cfg *Config) { cfg.Timeout = 300 * time.Millisecond })
 		sigs := recordSigs(c)
 		ctx, cancel := context.WithCancel(t.Context())
 		go func() { <-arrived; cancel() }()

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -16,13 +14,14 @@ import (
 const (
 	// DefaultAdmin is the app admin account the client signs as.
 	DefaultAdmin = "administrator"
-	// DefaultTimeout bounds one HTTP attempt of the default HTTP client. It
-	// is longer than the 3 s after which Tencent's server gives up, so the
-	// client sees the server's own answer rather than cutting it off.
+	// DefaultTimeout bounds one HTTP attempt. It is longer than the 3 s
+	// after which Tencent's server gives up, so the client sees the
+	// server's own answer rather than cutting it off.
 	DefaultTimeout = 10 * time.Second
-	// DefaultMaxIdleConnsPerHost sizes the keep-alive pool of the default
-	// HTTP client: enough for the 200 calls per second each API allows.
-	DefaultMaxIdleConnsPerHost = 256
+	// DefaultMaxConns caps the client's connections to the API: far more
+	// than the 200 calls per second each endpoint allows keep busy at
+	// Tencent's latency.
+	DefaultMaxConns = 1024
 	// DefaultSigTTL is the lifetime of each UserSig the client makes.
 	DefaultSigTTL = 24 * time.Hour
 	// MinSigTTL is the shortest SigTTL New accepts.
@@ -81,11 +80,15 @@ type Config struct {
 	// the place of Region: exactly one of them must be set.
 	BaseURL string
 
-	// HTTPClient sends the requests. Defaults to a client with a pooled
-	// keep-alive transport (DefaultMaxIdleConnsPerHost idle connections per
-	// host), a DefaultTimeout per attempt, and redirects not followed (so
-	// the UserSig never travels to another host).
-	HTTPClient *http.Client
+	// Timeout bounds one HTTP attempt, from taking a connection to reading
+	// the whole answer; a context deadline that comes sooner bounds it
+	// instead. Defaults to DefaultTimeout.
+	Timeout time.Duration
+
+	// MaxConns caps the keep-alive connections to the API; a call that
+	// finds them all busy waits for one, within Timeout. Defaults to
+	// DefaultMaxConns.
+	MaxConns int
 
 	// SigTTL is the lifetime of each UserSig. A cached sig is renewed
 	// before use once less than a quarter of its life is left. Must be at
@@ -197,8 +200,17 @@ func (c Config) withDefaults() (Config, string, error) {
 	case c.MaxResponseBytes < 0:
 		return c, "", fmt.Errorf("chatapi: MaxResponseBytes: %d is negative", c.MaxResponseBytes)
 	}
-	if c.HTTPClient == nil {
-		c.HTTPClient = NewHTTPClient()
+	switch {
+	case c.Timeout == 0:
+		c.Timeout = DefaultTimeout
+	case c.Timeout < 0:
+		return c, "", fmt.Errorf("chatapi: Timeout: %s is negative", c.Timeout)
+	}
+	switch {
+	case c.MaxConns == 0:
+		c.MaxConns = DefaultMaxConns
+	case c.MaxConns < 0:
+		return c, "", fmt.Errorf("chatapi: MaxConns: %d is negative", c.MaxConns)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -207,30 +219,4 @@ func (c Config) withDefaults() (Config, string, error) {
 		c.Rand = randUint32
 	}
 	return c, base, nil
-}
-
-// NewHTTPClient returns the HTTP client New uses when Config.HTTPClient is
-// nil: a keep-alive transport cloned from http.DefaultTransport with
-// DefaultMaxIdleConnsPerHost idle connections per host, DefaultTimeout per
-// request, redirects answered with the redirect response itself rather
-// than followed, and HTTP/1.1 connections that enforce send deadlines
-// (WithSendDeadline).
-func NewHTTPClient() *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	// As http.DefaultTransport dials, with connections that can refuse a
-	// call whose send deadline passed (see WithSendDeadline).
-	tr.DialContext = dialSendBy((&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext)
-	// HTTP/1.1 only: one request at a time per connection is what lets the
-	// connection refuse a late call in the write that would send it.
-	tr.Protocols = new(http.Protocols)
-	tr.Protocols.SetHTTP1(true)
-	tr.MaxIdleConns = DefaultMaxIdleConnsPerHost
-	tr.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
-	return &http.Client{
-		Transport: tr,
-		Timeout:   DefaultTimeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -35,6 +34,8 @@ func TestNewValidation(t *testing.T) {
 		{"negative SigTTL", func(c *Config) { c.SigTTL = -time.Hour }, "chatapi: SigTTL: "},
 		{"huge SigTTL", func(c *Config) { c.SigTTL = 1 << 62 }, "chatapi: SigTTL: "},
 		{"negative MaxResponseBytes", func(c *Config) { c.MaxResponseBytes = -1 }, "chatapi: MaxResponseBytes: -1 is negative"},
+		{"negative Timeout", func(c *Config) { c.Timeout = -time.Second }, "chatapi: Timeout: -1s is negative"},
+		{"negative MaxConns", func(c *Config) { c.MaxConns = -1 }, "chatapi: MaxConns: -1 is negative"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -68,25 +69,22 @@ func TestNewDefaults(t *testing.T) {
 		c.base != "https://console.tim.qq.com" || c.app != "1400000001" || c.rand == nil || c.sig.now == nil {
 		t.Errorf("defaults not applied: %+v", c)
 	}
-	if c.hc.Timeout != DefaultTimeout || DefaultTimeout <= 3*time.Second {
-		t.Errorf("timeout = %s, want %s (> Tencent's 3s)", c.hc.Timeout, DefaultTimeout)
+	if c.tr.timeout != DefaultTimeout || DefaultTimeout <= 3*time.Second {
+		t.Errorf("timeout = %s, want %s (> Tencent's 3s)", c.tr.timeout, DefaultTimeout)
 	}
-	tr, ok := c.hc.Transport.(*http.Transport)
-	if !ok || tr.MaxIdleConnsPerHost != DefaultMaxIdleConnsPerHost || tr.DisableKeepAlives {
-		t.Errorf("transport = %#v, want pooled keep-alive", c.hc.Transport)
-	}
-	if c.hc.CheckRedirect == nil {
-		t.Error("default client follows redirects")
+	if c.tr.hc.MaxConns != DefaultMaxConns || c.tr.hc.MaxConnWaitTimeout != DefaultTimeout ||
+		!c.tr.hc.IsTLS || c.tr.hc.Addr != "console.tim.qq.com:443" {
+		t.Errorf("transport = %+v, want TLS to console.tim.qq.com:443 with %d connections", c.tr.hc, DefaultMaxConns)
 	}
 
-	custom := &http.Client{}
-	c2, err := New(Config{SDKAppID: testApp, SecretKey: testKey, BaseURL: "http://h", HTTPClient: custom,
+	c2, err := New(Config{SDKAppID: testApp, SecretKey: testKey, BaseURL: "http://h", Timeout: time.Minute, MaxConns: 7,
 		Admin: "ops", SigTTL: time.Hour, MaxResponseBytes: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c2.hc != custom || c2.admin != "ops" || c2.sig.ttl != time.Hour || c2.maxBody != 10 {
-		t.Errorf("explicit settings not kept: %+v", c2)
+	if c2.tr.timeout != time.Minute || c2.tr.hc.MaxConns != 7 || c2.tr.hc.IsTLS || c2.tr.hc.Addr != "h:80" ||
+		c2.tr.hc.MaxResponseBodySize != 10 || c2.admin != "ops" || c2.sig.ttl != time.Hour || c2.maxBody != 10 {
+		t.Errorf("explicit settings not kept: %+v (transport %+v)", c2, c2.tr.hc)
 	}
 }
 

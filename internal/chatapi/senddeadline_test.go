@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httptrace"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -64,77 +62,63 @@ func TestSendDeadlineStopsALateCallBeforeItLeaves(t *testing.T) {
 	}
 }
 
-// A call still in time when handed to the HTTP client but late by the time
-// its kept-alive connection is written to is refused by the connection:
-// nothing reaches the server, over plain HTTP/1.1 or TLS (where the server
-// offers HTTP/2 too), and the transport does not send it again on another.
-// A call on a connection opened for it is sent, late or not.
-func TestSendDeadlineIsCheckedAtTheConnection(t *testing.T) {
+// The deadline is checked with the request built, right before it is
+// written: a call held up after its body, UserSig and URL are ready (as a
+// process kept off the CPU would be) is refused and nothing reaches the
+// server, over plain HTTP/1.1 and over TLS (HTTP/1.1 though the server
+// offers HTTP/2 too). A call in time goes out, on a kept-alive connection
+// or on one dialed for it.
+func TestSendDeadlineIsCheckedWhenTheRequestIsReady(t *testing.T) {
 	t.Parallel()
 	for _, useTLS := range []bool{false, true} {
 		t.Run(map[bool]string{false: "http", true: "https"}[useTLS], func(t *testing.T) {
 			t.Parallel()
-			var handled, active atomic.Int64
+			var handled, notHTTP1 atomic.Int64
 			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				handled.Add(1)
+				if r.ProtoMajor != 1 {
+					notHTTP1.Add(1)
+				}
 				io.WriteString(w, `{"ActionStatus":"OK","ErrorCode":0}`)
 			}))
-			srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-				if st == http.StateActive { // the first bytes of a request arrived
-					active.Add(1)
-				}
-			}
-			hc := NewHTTPClient()
 			if useTLS {
 				srv.EnableHTTP2 = true // offered; the client must still speak HTTP/1.1
 				srv.StartTLS()
-				hc.Transport.(*http.Transport).TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig
 			} else {
 				srv.Start()
 			}
 			defer srv.Close()
-			c, err := New(Config{SDKAppID: 1400000001, SecretKey: "k", BaseURL: srv.URL, HTTPClient: hc})
+			c, err := New(Config{SDKAppID: 1400000001, SecretKey: "k", BaseURL: srv.URL})
 			if err != nil {
 				t.Fatal(err)
 			}
+			if useTLS {
+				c.tr.hc.TLSConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig
+			}
+			defer c.tr.closeIdle()
+			var hold atomic.Int64 // how long the next request is held once built
+			c.tr.ready = func() { time.Sleep(time.Duration(hold.Swap(0))) }
 			req := &ClearGroupMsgRequest{GroupId: "g"}
-			// Sign the UserSig now: the first signing can take longer
-			// (under -race) than the deadlines below, which would then
-			// pass before the request reached the HTTP client at all.
-			if _, err := c.sig.get(); err != nil {
-				t.Fatal(err)
-			}
-			// slow holds a request between getting its connection and
-			// writing to it, as a process kept off the CPU would.
-			slow := func(d time.Duration) context.Context {
-				ctx := WithSendDeadline(context.Background(), time.Now().Add(d))
-				return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { time.Sleep(50 * time.Millisecond) }})
-			}
 			for i, step := range []struct {
-				ctx  func() context.Context
-				late bool
+				hold, slack time.Duration
+				late        bool
 			}{
-				// A new connection is ready only after its dial (here held
-				// up 50 ms): the call goes out, or no call would ever go
-				// out where a handshake takes longer than the slack.
-				{func() context.Context { return slow(10 * time.Millisecond) }, false},
-				// On the kept-alive one: refused, and that connection closed,
-				{func() context.Context { return slow(10 * time.Millisecond) }, true},
-				// so this one opens a new one and goes out;
-				{func() context.Context { return slow(10 * time.Millisecond) }, false},
-				// kept alive again: refused.
-				{func() context.Context { return slow(10 * time.Millisecond) }, true},
-				{func() context.Context { return slow(10 * time.Second) }, false}, // slow but in time
-				{context.Background, false},
+				{0, 10 * time.Second, false},                         // dials and goes out
+				{50 * time.Millisecond, 10 * time.Millisecond, true}, // held past its deadline: refused
+				{0, 10 * time.Second, false},                         // kept alive, goes out
+				{50 * time.Millisecond, 10 * time.Second, false},     // held but in time
+				{50 * time.Millisecond, 10 * time.Millisecond, true},
 			} {
-				_, err := c.ClearGroupMsg(step.ctx(), req)
-				if step.late != errors.Is(err, ErrSendDeadline) {
-					t.Fatalf("step %d: error %v; late %v", i, err, step.late)
+				hold.Store(int64(step.hold))
+				ctx := WithSendDeadline(context.Background(), time.Now().Add(step.slack))
+				_, err := c.ClearGroupMsg(ctx, req)
+				if step.late != errors.Is(err, ErrSendDeadline) || (!step.late && err != nil) {
+					t.Fatalf("step %d: error %v; want late %v", i, err, step.late)
 				}
 			}
 			time.Sleep(50 * time.Millisecond) // anything sent would have arrived by now
-			if handled.Load() != 4 || active.Load() != 4 {
-				t.Fatalf("the server handled %d requests and saw %d start; want 4 and 4 (the late calls on kept-alive connections must send nothing)", handled.Load(), active.Load())
+			if handled.Load() != 3 || notHTTP1.Load() != 0 {
+				t.Fatalf("the server handled %d requests (%d not HTTP/1.x); want 3, all HTTP/1.1 (the late calls must send nothing)", handled.Load(), notHTTP1.Load())
 			}
 		})
 	}

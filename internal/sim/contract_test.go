@@ -3,7 +3,6 @@ package sim_test
 import (
 	"context"
 	"errors"
-	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -61,7 +60,7 @@ func TestClientEmulatorContract(t *testing.T) {
 		{name: "91000 on modify", setup: fault(chatapi.EndpointModify, sim.Faults{Codes: map[int]float64{91000: 1}}), call: modify("g"), wantCode: 91000, wantClass: chatapi.ClassRetry},
 		{name: "HTTP 502", setup: fault(chatapi.EndpointClear, sim.Faults{HTTP502: 1}), call: clear("g"), wantHTTP: 502, wantClass: chatapi.ClassRetry},
 		{name: "hang past the client timeout", setup: fault(chatapi.EndpointClear, sim.Faults{Hang: 1, HangFor: 5 * time.Second}),
-			client: func(cfg *chatapi.Config) { cfg.HTTPClient = &http.Client{Timeout: 200 * time.Millisecond} },
+			client: func(cfg *chatapi.Config) { cfg.Timeout = 200 * time.Millisecond },
 			call:   clear("g"), wantClass: chatapi.ClassRetry},
 		{name: "rate limit", setup: func(t *testing.T, s *sim.Server) {}, call: func(ctx context.Context, c *chatapi.Client) error {
 			for range 3 { // the emulator in this table allows 3 calls a second per endpoint
