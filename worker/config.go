@@ -46,9 +46,10 @@ const (
 	// flight before handing them back to the queue.
 	DefaultShutdownTimeout = 25 * time.Second
 	// DefaultAckDelay is Config.AckDelay's default: at the API's limit a
-	// worker ends about 600 tasks a second, so 50 ms gathers up to 25
-	// scripts into one round trip.
-	DefaultAckDelay = 50 * time.Millisecond
+	// worker ends about 600 tasks a second, so 100 ms gathers up to a
+	// quarter of the concurrency (25) into one round trip, and with four
+	// workers, each ending 150 a second, still about 15.
+	DefaultAckDelay = 100 * time.Millisecond
 	// DefaultPrefetch is Config.Prefetch's default.
 	DefaultPrefetch = prefetch.DefaultBatch
 	// MaxAckDelay is the longest Config.AckDelay allowed: far below asynq's

@@ -44,7 +44,7 @@ import (
 )
 
 // DefaultDelay is how long a held script waits at most for others.
-const DefaultDelay = 50 * time.Millisecond
+const DefaultDelay = 100 * time.Millisecond
 
 // DefaultMaxBatch is how many held scripts one pipeline carries at most.
 const DefaultMaxBatch = 25

@@ -118,8 +118,9 @@ for i = #ARGV - 2, 2, -3 do
 end
 return n`)
 
-// DefaultBatch is how many tasks one fetch takes at most.
-const DefaultBatch = 8
+// DefaultBatch is how many tasks one fetch takes at most: at a queue's
+// 200 tasks a second, one fetch every 80 ms.
+const DefaultBatch = 16
 
 // DefaultMaxAge is how long a task waits in the buffer at most before it
 // is handed back: far inside asynq's 30 s lease.
