@@ -489,6 +489,24 @@ func TestCancel(t *testing.T) {
 		assertErrNoSecrets(t, err, sigs.all()...)
 	})
 
+	// Canceled while the API works on it, and the API then applies it: the
+	// call returns the answer, not the cancel.
+	t.Run("in flight, then answered", func(t *testing.T) {
+		t.Parallel()
+		arrived, canceled := make(chan struct{}), make(chan struct{})
+		api := newFakeAPI(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			close(arrived)
+			<-canceled // answer only once the caller has canceled
+			reply(w, http.StatusOK, okAnswer)
+		})
+		c := newTestClient(t, api.srv.URL)
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() { <-arrived; cancel(); close(canceled) }()
+		if _, err := c.ClearGroupMsg(ctx, &ClearGroupMsgRequest{GroupId: "g"}); err != nil {
+			t.Fatalf("call answered OK after its cancel: %v, want the answer (nil error)", err)
+		}
+	})
+
 	t.Run("before sending", func(t *testing.T) {
 		t.Parallel()
 		api := newFakeAPI(t, always(http.StatusOK, okAnswer))
