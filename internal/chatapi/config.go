@@ -194,23 +194,15 @@ func (c Config) withDefaults() (Config, string, error) {
 	case c.SigTTL/time.Second > math.MaxInt32:
 		return c, "", fmt.Errorf("chatapi: SigTTL: %s is too long", c.SigTTL)
 	}
-	switch {
-	case c.MaxResponseBytes == 0:
-		c.MaxResponseBytes = DefaultMaxResponseBytes
-	case c.MaxResponseBytes < 0:
-		return c, "", fmt.Errorf("chatapi: MaxResponseBytes: %d is negative", c.MaxResponseBytes)
+	var err error
+	if c.MaxResponseBytes, err = orDefault("MaxResponseBytes", c.MaxResponseBytes, DefaultMaxResponseBytes); err != nil {
+		return c, "", err
 	}
-	switch {
-	case c.Timeout == 0:
-		c.Timeout = DefaultTimeout
-	case c.Timeout < 0:
-		return c, "", fmt.Errorf("chatapi: Timeout: %s is negative", c.Timeout)
+	if c.Timeout, err = orDefault("Timeout", c.Timeout, DefaultTimeout); err != nil {
+		return c, "", err
 	}
-	switch {
-	case c.MaxConns == 0:
-		c.MaxConns = DefaultMaxConns
-	case c.MaxConns < 0:
-		return c, "", fmt.Errorf("chatapi: MaxConns: %d is negative", c.MaxConns)
+	if c.MaxConns, err = orDefault("MaxConns", c.MaxConns, DefaultMaxConns); err != nil {
+		return c, "", err
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -219,4 +211,16 @@ func (c Config) withDefaults() (Config, string, error) {
 		c.Rand = randUint32
 	}
 	return c, base, nil
+}
+
+// orDefault returns v, or def when v is zero; a negative v is an error
+// naming field.
+func orDefault[T int | int64 | time.Duration](field string, v, def T) (T, error) {
+	switch {
+	case v == 0:
+		return def, nil
+	case v < 0:
+		return v, fmt.Errorf("chatapi: %s: %v is negative", field, v)
+	}
+	return v, nil
 }
