@@ -25,10 +25,12 @@ import (
 //     refused or reset, timeout, HTTP status other than 200, an answer that is
 //     not JSON or is larger than Config.MaxResponseBytes;
 //   - an error wrapping context.Canceled when ctx was canceled (Classify
-//     reports ClassCanceled). A call canceled before its request left
-//     returns at once and sends nothing; a call already sent is not cut
-//     off, since the API may apply it: it ends with its answer or at
-//     Config.Timeout, and returns the answer's outcome if one came;
+//     reports ClassCanceled). A call canceled before it is handed to the
+//     transport returns at once and sends nothing; once handed over (a
+//     dial if no kept-alive connection is free, the request, its answer)
+//     it is not cut off, since the API may apply it: it ends with its
+//     answer or by Config.Timeout (or ctx's deadline, if sooner), and
+//     returns the answer's outcome if one came;
 //   - another error for misuse, such as a nil request.
 //
 // When the API answers 70001 (UserSig expired) or 70052 (UserSig

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -451,6 +452,7 @@ func TestTransportErrors(t *testing.T) {
 		t.Parallel()
 		api := newFakeAPI(t, hang)
 		c := newTestClient(t, api.srv.URL)
+		sigs := recordSigs(c)
 		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 		defer cancel()
 		_, err := c.ClearGroupMsg(ctx, &ClearGroupMsgRequest{GroupId: "g"})
@@ -459,6 +461,37 @@ func TestTransportErrors(t *testing.T) {
 		}
 		if Classify(err) != ClassRetry {
 			t.Errorf("Classify = %v, want retry", Classify(err))
+		}
+		assertErrNoSecrets(t, err, sigs.all()...)
+	})
+
+	// A server that takes the connection but never answers the TLS
+	// handshake holds the call only until the timeout.
+	t.Run("TLS handshake never answered", func(t *testing.T) {
+		t.Parallel()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer conn.Close() // held open, silent, until the test ends
+			}
+		}()
+		c := newTestClient(t, "https://"+ln.Addr().String(), func(cfg *Config) { cfg.Timeout = 200 * time.Millisecond })
+		start := time.Now()
+		_, err = c.ClearGroupMsg(t.Context(), &ClearGroupMsgRequest{GroupId: "g"})
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("the call returned after %s, want about the 200ms timeout", d)
+		}
+		var apiErr *Error
+		if !errors.As(err, &apiErr) || apiErr.Code != 0 || Classify(err) != ClassRetry {
+			t.Fatalf("err = %v, want a retryable transport *Error", err)
 		}
 	})
 }

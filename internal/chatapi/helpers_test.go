@@ -124,7 +124,8 @@ func serveInMemory(tb testing.TB, c *Client, h http.Handler) {
 	ln := fasthttputil.NewInmemoryListener()
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	c.tr.hc.Dial = func(string) (net.Conn, error) { return ln.Dial() }
+	c.tr.hc.Dial = nil
+	c.tr.hc.DialTimeout = func(string, time.Duration) (net.Conn, error) { return ln.Dial() }
 	tb.Cleanup(func() { c.tr.closeIdle(); _ = srv.Close() })
 }
 

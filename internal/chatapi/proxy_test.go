@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 )
@@ -42,6 +43,25 @@ func TestProxyFromEnvironment(t *testing.T) {
 	}
 	if n := tunnels.Load(); n != 1 {
 		t.Fatalf("the proxy opened %d tunnels, want still 1", n)
+	}
+
+	// Loopback hosts never go through a proxy, as with net/http: the
+	// emulator on 127.0.0.1 stays reachable behind a corporate proxy.
+	t.Setenv("NO_PROXY", "")
+	local := newTestClient(t, api.URL)
+	if _, err := local.ClearGroupMsg(t.Context(), &ClearGroupMsgRequest{GroupId: "g"}); err != nil {
+		t.Fatalf("call to a loopback host with HTTP_PROXY set: %v", err)
+	}
+	if n := tunnels.Load(); n != 1 {
+		t.Fatalf("the proxy opened %d tunnels, want still 1 (loopback goes direct)", n)
+	}
+
+	// A proxy scheme the transport cannot speak is refused when the client
+	// is made, without quoting the setting (it may hold a password).
+	t.Setenv("HTTPS_PROXY", "https://user:hunter2@proxy.timq.invalid:3128")
+	_, err := New(Config{SDKAppID: testApp, SecretKey: testKey, BaseURL: "https://api.timq.invalid"})
+	if err == nil || !strings.Contains(err.Error(), "HTTPS_PROXY") || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("New with an https:// proxy: %v, want an error naming the setting without its password", err)
 	}
 }
 

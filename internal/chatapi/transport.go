@@ -11,6 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpproxy"
+	"golang.org/x/net/http/httpproxy"
 )
 
 // transport sends the client's requests: HTTP/1.1 POSTs with keep-alive
@@ -39,11 +40,24 @@ type transport struct {
 // userAgent names timq in each request's User-Agent header.
 const userAgent = "timq"
 
+// idleConnTimeout is how long a kept-alive connection may sit unused
+// before the transport closes it. A connection the server closed while
+// idle fails the next call on it (the transport cannot tell that from a
+// call sent and then dropped, and does not send a POST twice), so close
+// ours first: servers and load balancers keep idle connections for 5 s
+// or more, most for a minute.
+const idleConnTimeout = 4 * time.Second
+
 // newTransport returns a transport for base (scheme and host, as Config
 // resolves it): up to maxConns connections (callers beyond them wait for
 // one, up to timeout), each attempt bounded by timeout, answers larger than
-// maxBody refused. Proxies come from HTTP_PROXY, HTTPS_PROXY and NO_PROXY,
-// as with net/http; loopback addresses are never proxied.
+// maxBody refused.
+//
+// A new connection's dial follows the attempt's deadline; its TLS
+// handshake, and a proxy's CONNECT, are bounded by timeout. A caller that
+// waits for a free connection (all maxConns busy) may get one after its
+// send deadline was checked; with the default thousand connections a
+// worker does not get there.
 func newTransport(base string, timeout time.Duration, maxConns int, maxBody int64) (*transport, error) {
 	u, err := url.Parse(base)
 	if err != nil {
@@ -58,33 +72,67 @@ func newTransport(base string, timeout time.Duration, maxConns int, maxBody int6
 		}
 		addr = net.JoinHostPort(u.Hostname(), port)
 	}
-	d := &fasthttpproxy.Dialer{Timeout: timeout, ConnectTimeout: timeout, DialDualStack: true}
-	// Names are resolved at each dial, as net/http does, rather than in a
-	// cache with a goroutine of its own: connections are kept alive, so
-	// dials are rare.
-	d.DisableDNSResolution = true
-	dial, err := d.GetDialFuncForTLS(true, isTLS)
-	if err != nil {
-		return nil, fmt.Errorf("proxy settings: %w", err)
+	hc := &fasthttp.HostClient{
+		Addr:               addr,
+		Name:               userAgent,
+		IsTLS:              isTLS,
+		MaxConns:           maxConns,
+		MaxConnWaitTimeout: timeout,
+		// Bounds a new connection's TLS handshake (fasthttp does it with
+		// this deadline, from the dial's start) and each request's write.
+		WriteTimeout:        timeout,
+		MaxIdleConnDuration: idleConnTimeout,
+		MaxResponseBodySize: int(min(maxBody, math.MaxInt)),
+		ConnPoolStrategy:    fasthttp.LIFO,
+		// Errors never quote the bytes of an answer that failed to parse.
+		SecureErrorLogMessage: true,
+		// A POST is never sent twice by the transport: a second copy
+		// would be a call outside the rate budget. A failed attempt is
+		// the caller's to retry.
+		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
 	}
-	return &transport{
-		hc: &fasthttp.HostClient{
-			Addr:                addr,
-			Name:                userAgent,
-			IsTLS:               isTLS,
-			Dial:                dial,
-			DialDualStack:       true,
-			MaxConns:            maxConns,
-			MaxConnWaitTimeout:  timeout,
-			MaxResponseBodySize: int(min(maxBody, math.MaxInt)),
-			ConnPoolStrategy:    fasthttp.LIFO,
-			// A POST is never sent twice by the transport: a second copy
-			// would be a call outside the rate budget. A failed attempt
-			// is the caller's to retry.
-			RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
-		},
-		timeout: timeout,
-	}, nil
+	proxy, err := proxyFor(u)
+	if err != nil {
+		return nil, err
+	}
+	if proxy == nil {
+		hc.DialTimeout = func(addr string, timeout time.Duration) (net.Conn, error) {
+			return (&net.Dialer{Timeout: timeout}).Dial("tcp", addr)
+		}
+	} else {
+		d := &fasthttpproxy.Dialer{
+			Config:         httpproxy.Config{HTTPProxy: proxy.String(), HTTPSProxy: proxy.String()},
+			Timeout:        timeout / 2,
+			ConnectTimeout: timeout / 2,
+			DialDualStack:  true,
+		}
+		// Names are resolved at each dial, as net/http does, rather than
+		// in a cache with a goroutine of its own: dials are rare.
+		d.DisableDNSResolution = true
+		if hc.Dial, err = d.GetDialFuncForTLS(false, isTLS); err != nil {
+			return nil, fmt.Errorf("proxy settings (HTTP_PROXY, HTTPS_PROXY): %s", proxy.Scheme)
+		}
+	}
+	return &transport{hc: hc, timeout: timeout}, nil
+}
+
+// proxyFor returns the proxy that HTTPS_PROXY, HTTP_PROXY and NO_PROXY name
+// for u, read as net/http reads them (loopback hosts never go through a
+// proxy), or nil for none. Its errors do not quote the setting, which may
+// hold a password.
+func proxyFor(u *url.URL) (*url.URL, error) {
+	p, err := httpproxy.FromEnvironment().ProxyFunc()(u)
+	switch {
+	case err != nil:
+		return nil, errors.New("proxy settings (HTTP_PROXY, HTTPS_PROXY): not a valid proxy URL")
+	case p == nil:
+		return nil, nil
+	}
+	switch p.Scheme {
+	case "http", "socks5", "socks5h":
+		return p, nil
+	}
+	return nil, fmt.Errorf("proxy settings (HTTP_PROXY, HTTPS_PROXY): %q proxies are not supported (use http:// or socks5://)", p.Scheme)
 }
 
 // errAnswerTooLarge marks an answer over the size cap.
@@ -121,7 +169,8 @@ func (t *transport) post(rawURL string, body []byte, sendBy, deadline time.Time)
 		return status, nil, errAnswerTooLarge
 	}
 	if err != nil {
-		return status, nil, &url.Error{Op: "Post", URL: rawURL, Err: err}
+		// Never the URL itself in an error: it holds the UserSig.
+		return status, nil, &url.Error{Op: "Post", URL: redactURL(rawURL), Err: err}
 	}
 	return resp.StatusCode(), bytes.Clone(resp.Body()), nil
 }
