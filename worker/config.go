@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/timq/timq/internal/ackbatch"
 	"github.com/timq/timq/internal/prefetch"
 	"github.com/timq/timq/tasks"
 )
@@ -49,7 +50,7 @@ const (
 	// worker ends about 600 tasks a second, so 100 ms gathers up to a
 	// quarter of the concurrency (25) into one round trip, and with four
 	// workers, each ending 150 a second, still about 15.
-	DefaultAckDelay = 100 * time.Millisecond
+	DefaultAckDelay = ackbatch.DefaultDelay
 	// DefaultPrefetch is Config.Prefetch's default.
 	DefaultPrefetch = prefetch.DefaultBatch
 	// MaxAckDelay is the longest Config.AckDelay allowed: far below asynq's

@@ -187,11 +187,11 @@ func (c *Client) do(ctx context.Context, ep Endpoint, attempt int, sig string, b
 	case errors.Is(err, errAnswerTooLarge):
 		return &Error{Endpoint: ep, HTTPStatus: status,
 			Info: fmt.Sprintf("answer is larger than %d bytes", c.maxBody)}
-	case err != nil && bound && !time.Now().Before(ctxDeadline):
-		// The caller's deadline, not the client's timeout, ended it.
-		err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
-		return c.transportError(ctx, ep, status, sig, err)
 	case err != nil:
+		if bound && !time.Now().Before(ctxDeadline) {
+			// The caller's deadline, not the client's timeout, ended it.
+			err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+		}
 		return c.transportError(ctx, ep, status, sig, err)
 	}
 	if status != http.StatusOK {

@@ -25,9 +25,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// fasthttp's cleaner of idle connections ends by itself once its
-	// client has none, at its next pass (up to MaxIdleConnDuration later).
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"))
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction(LingeringGoroutine))
 }
 
 const (

@@ -175,5 +175,11 @@ func (t *transport) post(rawURL string, body []byte, sendBy, deadline time.Time)
 	return resp.StatusCode(), bytes.Clone(resp.Body()), nil
 }
 
+// LingeringGoroutine is the function of the one goroutine a Client can
+// leave running after its last call: fasthttp's cleaner of idle
+// connections, which ends by itself at its next pass once the client has
+// none, up to the idle timeout (4 s) later. Leak checks in tests ignore it.
+const LingeringGoroutine = "github.com/valyala/fasthttp.(*HostClient).connsCleaner"
+
 // closeIdle closes the connections no request is using.
 func (t *transport) closeIdle() { t.hc.CloseIdleConnections() }

@@ -4,11 +4,12 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/timq/timq/internal/chatapi"
 )
 
-// fasthttp's cleaner of idle connections (the API client's) ends by itself
-// once its client has none, at its next pass (up to MaxIdleConnDuration
-// later).
+// The API clients the tests make may leave their idle-connection cleaner
+// running for a few seconds (chatapi.LingeringGoroutine).
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"))
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction(chatapi.LingeringGoroutine))
 }

@@ -1,11 +1,14 @@
 package testenv
 
-import "go.uber.org/goleak"
+import (
+	"go.uber.org/goleak"
+
+	"github.com/timq/timq/internal/chatapi"
+)
 
 // LeakOptions are the goleak options for a package whose tests run workers
-// or API clients: fasthttp's cleaner of a client's idle connections ends by
-// itself once the client has none, but only at its next pass, up to the
-// idle timeout (10 s) after the test closed them.
+// or API clients: they ignore the idle-connection cleaner an API client
+// may leave running for a few seconds (chatapi.LingeringGoroutine).
 func LeakOptions() []goleak.Option {
-	return []goleak.Option{goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner")}
+	return []goleak.Option{goleak.IgnoreAnyFunction(chatapi.LingeringGoroutine)}
 }
