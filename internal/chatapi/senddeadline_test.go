@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -121,6 +122,51 @@ func TestSendDeadlineIsCheckedWhenTheRequestIsReady(t *testing.T) {
 				t.Fatalf("the server handled %d requests (%d not HTTP/1.x); want 3, all HTTP/1.1 (the late calls must send nothing)", handled.Load(), notHTTP1.Load())
 			}
 		})
+	}
+}
+
+// A call that finds no free connection dials one; if the dial ends past the
+// call's send deadline (a slow handshake, or a process that noticed the
+// connection late), the call is not sent and the new connection is kept:
+// the next call goes out on it without dialing again.
+func TestSendDeadlineIsCheckedAfterADial(t *testing.T) {
+	t.Parallel()
+	var handled, conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handled.Add(1)
+		io.WriteString(w, `{"ActionStatus":"OK","ErrorCode":0}`)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c := newTestClient(t, srv.URL)
+	var dials atomic.Int64
+	c.tr.hc.DialTimeout = func(addr string, timeout time.Duration) (net.Conn, error) {
+		dials.Add(1)
+		time.Sleep(50 * time.Millisecond)
+		return (&net.Dialer{Timeout: timeout}).Dial("tcp", addr)
+	}
+	req := &ClearGroupMsgRequest{GroupId: "g"}
+
+	ctx := WithSendDeadline(context.Background(), time.Now().Add(10*time.Millisecond))
+	if _, err := c.ClearGroupMsg(ctx, req); !errors.Is(err, ErrSendDeadline) {
+		t.Fatalf("call whose dial ended past its send deadline: error %v, want ErrSendDeadline", err)
+	}
+	time.Sleep(50 * time.Millisecond) // anything sent would have arrived by now
+	if handled.Load() != 0 {
+		t.Fatalf("the server handled %d requests after a dial past the send deadline; want none", handled.Load())
+	}
+	ctx = WithSendDeadline(context.Background(), time.Now().Add(10*time.Millisecond))
+	if _, err := c.ClearGroupMsg(ctx, req); err != nil {
+		t.Fatalf("next call, on the connection dialed for the late one: %v", err)
+	}
+	if handled.Load() != 1 || dials.Load() != 1 || conns.Load() != 1 {
+		t.Fatalf("server handled %d requests on %d connections after %d dials; want 1, 1 and 1 (the late call's connection kept for the next)",
+			handled.Load(), conns.Load(), dials.Load())
 	}
 }
 

@@ -13,8 +13,10 @@ const (
 	// 150 ms (TLS to Tencent included).
 	DefaultColdRamp = 300 * time.Millisecond
 	// DefaultColdAfter is how long without a call makes the next one a cold
-	// start: shorter than net/http's 90 s idle-connection timeout, so a
-	// ramp comes before the connections are gone.
+	// start. The API client closes connections idle for 4 s, so after a
+	// shorter pause than this the next calls may dial too, without a ramp:
+	// they do not bunch (a call whose dial ends past its send deadline is
+	// not sent; see chatapi.WithSendDeadline), and each costs its slot.
 	DefaultColdAfter = 30 * time.Second
 )
 
