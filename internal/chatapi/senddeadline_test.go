@@ -160,13 +160,65 @@ func TestSendDeadlineIsCheckedAfterADial(t *testing.T) {
 	if handled.Load() != 0 {
 		t.Fatalf("the server handled %d requests after a dial past the send deadline; want none", handled.Load())
 	}
-	ctx = WithSendDeadline(context.Background(), time.Now().Add(10*time.Millisecond))
+	ctx = WithSendDeadline(context.Background(), time.Now().Add(time.Second))
 	if _, err := c.ClearGroupMsg(ctx, req); err != nil {
 		t.Fatalf("next call, on the connection dialed for the late one: %v", err)
 	}
 	if handled.Load() != 1 || dials.Load() != 1 || conns.Load() != 1 {
 		t.Fatalf("server handled %d requests on %d connections after %d dials; want 1, 1 and 1 (the late call's connection kept for the next)",
 			handled.Load(), conns.Load(), dials.Load())
+	}
+}
+
+// A call refused as late on a kept-alive connection gives the connection
+// back without restarting its idle time if it was in use moments ago, and
+// closes it if it had been idle for a while: fasthttp counts idle time from
+// the last release, and the connection must not outlive idleConnTimeout by
+// a refusal (the server may close it by then, failing the next call).
+func TestRefusedCallKeepsOnlyARecentlyUsedConnection(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		idle      time.Duration // between the first call and the refused one
+		wantConns int64
+	}{
+		{"just used: kept", 0, 1},
+		{"idle a while: closed", reuseAfterRefusal + 100*time.Millisecond, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var handled, conns atomic.Int64
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				handled.Add(1)
+				io.WriteString(w, `{"ActionStatus":"OK","ErrorCode":0}`)
+			}))
+			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					conns.Add(1)
+				}
+			}
+			srv.Start()
+			defer srv.Close()
+			c := newTestClient(t, srv.URL)
+			var hold atomic.Int64
+			c.tr.ready = func() { time.Sleep(time.Duration(hold.Swap(0))) }
+			req := &ClearGroupMsgRequest{GroupId: "g"}
+			if _, err := c.ClearGroupMsg(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(tc.idle)
+			hold.Store(int64(30 * time.Millisecond))
+			late := WithSendDeadline(context.Background(), time.Now().Add(10*time.Millisecond))
+			if _, err := c.ClearGroupMsg(late, req); !errors.Is(err, ErrSendDeadline) {
+				t.Fatalf("call held past its send deadline: error %v, want ErrSendDeadline", err)
+			}
+			if _, err := c.ClearGroupMsg(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
+			if handled.Load() != 2 || conns.Load() != tc.wantConns {
+				t.Fatalf("server handled %d requests on %d connections; want 2 on %d", handled.Load(), conns.Load(), tc.wantConns)
+			}
+		})
 	}
 }
 

@@ -46,6 +46,12 @@ type transport struct {
 // deadline.
 type bounds struct{ sendBy, deadline time.Time }
 
+// reuseAfterRefusal is how long a kept-alive connection may have been idle
+// and still go back to the pool after a call on it was refused as late:
+// short enough that its idle time plus idleConnTimeout stays within the 5 s
+// that servers usually keep an idle connection.
+const reuseAfterRefusal = 500 * time.Millisecond
+
 // userAgent names timq in each request's User-Agent header.
 const userAgent = "timq"
 
@@ -63,10 +69,9 @@ const idleConnTimeout = 4 * time.Second
 // maxBody refused.
 //
 // A new connection's dial follows the attempt's deadline; its TLS
-// handshake, and a proxy's CONNECT, are bounded by timeout. A caller that
-// waits for a free connection (all maxConns busy) may get one after its
-// send deadline was checked; with the default thousand connections a
-// worker does not get there.
+// handshake, and a proxy's CONNECT, are bounded by timeout. The send
+// deadline is checked once a call has its connection, however it got it:
+// kept alive, dialed, or after waiting for one (all maxConns busy).
 func newTransport(base string, timeout time.Duration, maxConns int, maxBody int64) (*transport, error) {
 	u, err := url.Parse(base)
 	if err != nil {
@@ -170,10 +175,12 @@ func (t *transport) post(rawURL string, body []byte, sendBy, deadline time.Time)
 	t.mu.Lock()
 	t.pending[req] = bounds{sendBy: sendBy, deadline: deadline}
 	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		delete(t.pending, req)
+		t.mu.Unlock()
+	}()
 	err = t.hc.DoDeadline(req, resp, deadline)
-	t.mu.Lock()
-	delete(t.pending, req)
-	t.mu.Unlock()
 	if err == ErrSendDeadline {
 		return 0, nil, err
 	}
@@ -208,7 +215,11 @@ func late(sendBy time.Time) bool { return !sendBy.IsZero() && time.Now().After(s
 // and were written 10-20 ms later, six in 10 ms (204 calls in a sliding
 // second, and 60007s). Checked here, such a call is not sent (the error is
 // ErrSendDeadline) and its new connection goes to the pool for the next
-// call; the cost is the slot.
+// call; the cost is the slot. A kept-alive connection the late call took
+// goes back too, unless it had been idle for over reuseAfterRefusal:
+// fasthttp counts a connection's idle time from its last release, and
+// releasing it again would keep it past idleConnTimeout, when the server
+// may have closed it.
 func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (retry bool, err error) {
 	t.mu.Lock()
 	b, ok := t.pending[req]
@@ -224,7 +235,11 @@ func (t *transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 		t.ready()
 	}
 	if late(b.sendBy) {
-		hc.ReleaseConn(cc)
+		if used := cc.LastUseTime(); used.IsZero() || time.Since(used) < reuseAfterRefusal {
+			hc.ReleaseConn(cc)
+		} else {
+			hc.CloseConn(cc)
+		}
 		return false, ErrSendDeadline
 	}
 	conn := cc.Conn()

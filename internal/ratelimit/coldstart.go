@@ -37,6 +37,13 @@ const (
 // them, as it would fill slots this one merely did not ask for. The cost is
 // about half a ramp's slots per cold start (about 30).
 //
+// Since session 11 the API client checks a call's send deadline once its
+// connection is ready, and does not send a call whose dial ended past it
+// (chatapi.WithSendDeadline), so most such calls now cost their slot
+// instead of arriving late. A call that missed its deadline
+// MaxMissedSends times in a row still goes out late; the ramp stays for
+// those.
+//
 // During a ramp callers take their turn one at a time, so that the two
 // slots of a pair are the process's consecutive ones; a caller still
 // waiting for its turn when the ramp ends waits as usual instead.
