@@ -131,18 +131,7 @@ func TestSendDeadlineIsCheckedWhenTheRequestIsReady(t *testing.T) {
 // the next call goes out on it without dialing again.
 func TestSendDeadlineIsCheckedAfterADial(t *testing.T) {
 	t.Parallel()
-	var handled, conns atomic.Int64
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		handled.Add(1)
-		io.WriteString(w, `{"ActionStatus":"OK","ErrorCode":0}`)
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
-	defer srv.Close()
+	srv, handled, conns := countingServer(t)
 	c := newTestClient(t, srv.URL)
 	var dials atomic.Int64
 	c.tr.hc.DialTimeout = func(addr string, timeout time.Duration) (net.Conn, error) {
@@ -170,6 +159,25 @@ func TestSendDeadlineIsCheckedAfterADial(t *testing.T) {
 	}
 }
 
+// countingServer starts a server, closed when the test ends, that answers
+// every request OK and counts the requests it handled and the connections
+// it accepted.
+func countingServer(t *testing.T) (srv *httptest.Server, handled, conns *atomic.Int64) {
+	handled, conns = new(atomic.Int64), new(atomic.Int64)
+	srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handled.Add(1)
+		io.WriteString(w, `{"ActionStatus":"OK","ErrorCode":0}`)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, handled, conns
+}
+
 // A call refused as late on a kept-alive connection gives the connection
 // back without restarting its idle time if it was in use moments ago, and
 // closes it if it had been idle for a while: fasthttp counts idle time from
@@ -187,18 +195,7 @@ func TestRefusedCallKeepsOnlyARecentlyUsedConnection(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var handled, conns atomic.Int64
-			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				handled.Add(1)
-				io.WriteString(w, `{"ActionStatus":"OK","ErrorCode":0}`)
-			}))
-			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-				if s == http.StateNew {
-					conns.Add(1)
-				}
-			}
-			srv.Start()
-			defer srv.Close()
+			srv, handled, conns := countingServer(t)
 			c := newTestClient(t, srv.URL)
 			var hold atomic.Int64
 			c.tr.ready = func() { time.Sleep(time.Duration(hold.Swap(0))) }
