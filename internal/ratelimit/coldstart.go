@@ -14,9 +14,10 @@ const (
 	DefaultColdRamp = 300 * time.Millisecond
 	// DefaultColdAfter is how long without a call makes the next one a cold
 	// start. The API client closes connections idle for 4 s, so after a
-	// shorter pause than this the next calls may dial too, without a ramp:
-	// they do not bunch (a call whose dial ends past its send deadline is
-	// not sent; see chatapi.WithSendDeadline), and each costs its slot.
+	// pause of between 4 s and this the next calls dial too, without a
+	// ramp: they do not bunch (a call whose dial ends past its send
+	// deadline is not sent; see chatapi.WithSendDeadline), and each costs
+	// its slot.
 	DefaultColdAfter = 30 * time.Second
 )
 
@@ -37,10 +38,10 @@ const (
 // them, as it would fill slots this one merely did not ask for. The cost is
 // about half a ramp's slots per cold start (about 30).
 //
-// Since session 11 the API client checks a call's send deadline once its
-// connection is ready, and does not send a call whose dial ended past it
-// (chatapi.WithSendDeadline), so most such calls now cost their slot
-// instead of arriving late. A call that missed its deadline
+// The API client checks a call's send deadline once its connection is
+// ready, and does not send a call whose dial ended past it
+// (chatapi.WithSendDeadline), so most such calls cost their slot rather
+// than arrive late. A call that missed its deadline
 // MaxMissedSends times in a row still goes out late; the ramp stays for
 // those.
 //
