@@ -23,7 +23,7 @@ processes, each draining a mixed backlog (clear, recall, modify) sized to
 keep every endpoint busy for --duration; then issue 7's recall scenarios.
 Prints one table row per worker count and endpoint and writes results.md,
 calls.csv, calls.png and logs/ to --out. Every process it starts is stopped
-when it ends or is interrupted. The full run takes about 4 minutes.`
+when it ends or is interrupted. The full run takes about 2.5 minutes.`
 
 // runBench runs internal/bench with the command's flags.
 func runBench(ctx context.Context, env *Env, args []string) error {
