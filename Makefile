@@ -9,9 +9,11 @@ TEST_FLAGS ?= -race -count=1 -timeout 30m
 
 .PHONY: run test test-embedded build lint bench soak fuzz fuzz-short clean
 
-## run: everything in one process on embedded defaults (Redis, emulator, worker, dashboard, sample work)
-run:
-	$(GO) run ./cmd/timq dev
+## run: everything in one process on embedded defaults (Redis, emulator, worker, dashboard, sample work).
+## It builds bin/timq and runs it rather than "go run", which exits 1 on Ctrl-C
+## whatever the program does, so make reported an error for a clean stop.
+run: build
+	$(BIN) dev
 
 ## test: lint, then every test with the race detector. Installs Debian's
 ## chromium for the dashboard's browser test when it can (that test fails
