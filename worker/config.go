@@ -89,7 +89,15 @@ type API struct {
 	Timeout time.Duration
 }
 
-// Config configures a Worker.
+// MinRate and MaxRate bound Config.Rate, in calls per second.
+const (
+	MinRate = 0.1
+	MaxRate = 1e5
+)
+
+// Config configures a Worker. Fields left zero take their defaults. A
+// negative duration is an error naming the field, except AckDelay and
+// ReconcileInterval, where it turns the feature off.
 type Config struct {
 	// Redis is where the queues are. Required.
 	Redis asynq.RedisConnOpt
@@ -97,7 +105,7 @@ type Config struct {
 	API API
 	// Rate is the API's limit in calls per second for each endpoint. The
 	// worker paces a little under it (see internal/ratelimit). Defaults to
-	// DefaultRate.
+	// DefaultRate; from MinRate to MaxRate.
 	Rate float64
 	// LocalBudgetOnly paces each endpoint in this process alone, with no
 	// shared budget in Redis: only right when this is the app's one worker
@@ -182,8 +190,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Rate == 0 {
 		c.Rate = DefaultRate
 	}
-	if c.Rate < 0 {
-		return c, fmt.Errorf("worker: Rate: must be > 0, got %v", c.Rate)
+	// Written so that NaN fails too: a NaN, infinite or vanishing rate
+	// would make the limiter's interval between slots meaningless, and the
+	// calls unlimited.
+	if !(c.Rate >= MinRate && c.Rate <= MaxRate) {
+		return c, fmt.Errorf("worker: Rate: must be from %g to %g calls per second, got %v", MinRate, MaxRate, c.Rate)
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConcurrency
@@ -203,20 +214,21 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxRetry < 1 {
 		return c, fmt.Errorf("worker: MaxRetry: must be at least 1, got %d", c.MaxRetry)
 	}
-	if c.RetryBase == 0 {
-		c.RetryBase = DefaultRetryBase
+	var err error
+	if c.RetryBase, err = durationOrDefault("RetryBase", c.RetryBase, DefaultRetryBase); err != nil {
+		return c, err
 	}
-	if c.RetryCap == 0 {
-		c.RetryCap = DefaultRetryCap
+	if c.RetryCap, err = durationOrDefault("RetryCap", c.RetryCap, DefaultRetryCap); err != nil {
+		return c, err
 	}
-	if c.RetryBase < 0 || c.RetryCap < c.RetryBase {
-		return c, fmt.Errorf("worker: RetryCap (%v) must be at least RetryBase (%v) and both > 0", c.RetryCap, c.RetryBase)
+	if c.RetryCap < c.RetryBase {
+		return c, fmt.Errorf("worker: RetryCap (%v) must be at least RetryBase (%v)", c.RetryCap, c.RetryBase)
 	}
-	if c.ThrottleDelay == 0 {
-		c.ThrottleDelay = DefaultThrottleDelay
+	if c.ThrottleDelay, err = durationOrDefault("ThrottleDelay", c.ThrottleDelay, DefaultThrottleDelay); err != nil {
+		return c, err
 	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = DefaultShutdownTimeout
+	if c.ShutdownTimeout, err = durationOrDefault("ShutdownTimeout", c.ShutdownTimeout, DefaultShutdownTimeout); err != nil {
+		return c, err
 	}
 	if c.Prefetch == 0 {
 		c.Prefetch = DefaultPrefetch
@@ -227,14 +239,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.AckDelay > MaxAckDelay {
 		return c, fmt.Errorf("worker: AckDelay: must be at most %v, got %v", MaxAckDelay, c.AckDelay)
 	}
-	if c.PollInterval == 0 {
-		c.PollInterval = DefaultPollInterval
+	if c.PollInterval, err = durationOrDefault("PollInterval", c.PollInterval, DefaultPollInterval); err != nil {
+		return c, err
 	}
 	if c.ReconcileInterval == 0 {
 		c.ReconcileInterval = DefaultReconcileInterval
 	}
-	if c.IdlePollInterval == 0 {
-		c.IdlePollInterval = DefaultIdlePollInterval
+	if c.IdlePollInterval, err = durationOrDefault("IdlePollInterval", c.IdlePollInterval, DefaultIdlePollInterval); err != nil {
+		return c, err
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -253,4 +265,18 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// durationOrDefault returns v, or def when v is 0. A negative v is an error
+// naming field: asynq would poll Redis without pause for a negative
+// interval, and a negative ThrottleDelay would not pause after a
+// rate-limit answer at all.
+func durationOrDefault(field string, v, def time.Duration) (time.Duration, error) {
+	switch {
+	case v == 0:
+		return def, nil
+	case v < 0:
+		return v, fmt.Errorf("worker: %s: must be > 0 (0 for the default), got %v", field, v)
+	}
+	return v, nil
 }

@@ -56,7 +56,7 @@ func loadWorkerSettings(env *Env) (*workerSettings, error) {
 	if s.api, err = config.LoadAPI(get); err != nil {
 		return nil, settingError(err)
 	}
-	if s.rate, err = config.Float(get, config.EnvRate, worker.DefaultRate, 0.1, 100000); err != nil {
+	if s.rate, err = config.Float(get, config.EnvRate, worker.DefaultRate, worker.MinRate, worker.MaxRate); err != nil {
 		return nil, settingError(err)
 	}
 	if s.concurrency, err = config.Int(get, config.EnvConcurrency, worker.DefaultConcurrency, 1, 10000); err != nil {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -197,7 +198,8 @@ func Float(getenv func(string) string, name string, def, min, max float64) (floa
 		return def, nil
 	}
 	v, err := strconv.ParseFloat(raw, 64)
-	if err != nil || v < min || v > max {
+	// ParseFloat reads "NaN", which no comparison rejects.
+	if err != nil || math.IsNaN(v) || v < min || v > max {
 		return 0, fmt.Errorf("%s: must be a number from %g to %g, got %q", name, min, max, raw)
 	}
 	return v, nil

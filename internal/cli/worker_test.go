@@ -1,0 +1,38 @@
+package cli
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+// A rate the limiter cannot pace by, from TIMQ_RATE or --rate, stops the
+// worker before it starts, naming the setting: NaN passed every comparison
+// once and made the worker call without a limit.
+func TestWorkerRefusesARateItCannotPaceBy(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{
+		"TIMQ_REDIS_URL": "redis://127.0.0.1:1", "TIMQ_SDKAPPID": "1400000001", "TIMQ_SECRET_KEY": "k", "TIMQ_API_BASE": "http://127.0.0.1:1",
+	}
+	for _, tc := range []struct {
+		env  string
+		args []string
+		want string
+	}{
+		{"NaN", nil, `TIMQ_RATE: must be a number from 0.1 to 100000, got "NaN"`},
+		{"nan", nil, `TIMQ_RATE: must be a number from 0.1 to 100000, got "nan"`},
+		{"+Inf", nil, `TIMQ_RATE: must be a number from 0.1 to 100000, got "+Inf"`},
+		{"", []string{"--rate", "NaN"}, "worker: Rate: must be from 0.1 to 100000 calls per second, got NaN"},
+		{"", []string{"--rate", "Inf"}, "worker: Rate: must be from 0.1 to 100000 calls per second, got +Inf"},
+		{"", []string{"--rate", "-5"}, "worker: Rate: must be from 0.1 to 100000 calls per second, got -5"},
+	} {
+		vars := map[string]string{"TIMQ_RATE": tc.env}
+		for k, v := range base {
+			vars[k] = v
+		}
+		env, _, errb := simEnv(vars)
+		if code := Main(context.Background(), env, append([]string{"worker"}, tc.args...)); code != 2 || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("TIMQ_RATE=%q %q: exit %d, stderr %q; want 2 and %q", tc.env, tc.args, code, errb, tc.want)
+		}
+	}
+}
