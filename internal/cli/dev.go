@@ -18,6 +18,9 @@ func runDev(ctx context.Context, env *Env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := devrun.CheckSampleRate(opts.SampleRate); err != nil {
+		return UsageError("--sample-rate: %v", err)
+	}
 	log, err := lf.logger(env)
 	if err != nil {
 		return err

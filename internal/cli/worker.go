@@ -141,6 +141,10 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Written so that NaN fails too; 0 would otherwise mean the default.
+	if !(s.rate >= worker.MinRate && s.rate <= worker.MaxRate) {
+		return UsageError("--rate: must be a number from %g to %g, got %v", worker.MinRate, worker.MaxRate, s.rate)
+	}
 	procs, err := workerProcs(fs, s.procs, getenvOr(env))
 	if err != nil {
 		return err

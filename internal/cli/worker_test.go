@@ -22,9 +22,10 @@ func TestWorkerRefusesARateItCannotPaceBy(t *testing.T) {
 		{"NaN", nil, `TIMQ_RATE: must be a number from 0.1 to 100000, got "NaN"`},
 		{"nan", nil, `TIMQ_RATE: must be a number from 0.1 to 100000, got "nan"`},
 		{"+Inf", nil, `TIMQ_RATE: must be a number from 0.1 to 100000, got "+Inf"`},
-		{"", []string{"--rate", "NaN"}, "worker: Rate: must be from 0.1 to 100000 calls per second, got NaN"},
-		{"", []string{"--rate", "Inf"}, "worker: Rate: must be from 0.1 to 100000 calls per second, got +Inf"},
-		{"", []string{"--rate", "-5"}, "worker: Rate: must be from 0.1 to 100000 calls per second, got -5"},
+		{"", []string{"--rate", "NaN"}, "--rate: must be a number from 0.1 to 100000, got NaN"},
+		{"", []string{"--rate", "Inf"}, "--rate: must be a number from 0.1 to 100000, got +Inf"},
+		{"", []string{"--rate", "-5"}, "--rate: must be a number from 0.1 to 100000, got -5"},
+		{"", []string{"--rate", "0"}, "--rate: must be a number from 0.1 to 100000, got 0"},
 	} {
 		vars := map[string]string{"TIMQ_RATE": tc.env}
 		for k, v := range base {
@@ -33,6 +34,19 @@ func TestWorkerRefusesARateItCannotPaceBy(t *testing.T) {
 		env, _, errb := simEnv(vars)
 		if code := Main(context.Background(), env, append([]string{"worker"}, tc.args...)); code != 2 || !strings.Contains(errb.String(), tc.want) {
 			t.Errorf("TIMQ_RATE=%q %q: exit %d, stderr %q; want 2 and %q", tc.env, tc.args, code, errb, tc.want)
+		}
+	}
+}
+
+// A sample rate whose interval a ticker cannot take (NaN, infinite, too
+// small or too large) is a usage error naming the flag; it once panicked
+// the dev run after it had started Redis, the emulator and the worker.
+func TestDevRefusesASampleRateItCannotTick(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"NaN", "Inf", "1e-12", "1e6"} {
+		env, _, errb := simEnv(map[string]string{})
+		if code := Main(context.Background(), env, []string{"dev", "--sample-rate", v, "--addr", "127.0.0.1:0"}); code != 2 || !strings.Contains(errb.String(), "--sample-rate: must be negative (none) or from 0.001 to 1000 per second") {
+			t.Errorf("--sample-rate %s: exit %d, stderr %q; want 2 and the bounds", v, code, errb)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"time"
@@ -30,8 +31,8 @@ import (
 type Options struct {
 	// DashboardAddr is where the dashboard listens. Defaults to 127.0.0.1:8080.
 	DashboardAddr string
-	// SampleRate is how many sample operations are queued per second.
-	// Defaults to 20; 0 after defaults means none.
+	// SampleRate is how many sample operations are queued per second, from
+	// MinSampleRate to MaxSampleRate. Defaults to 20; negative means none.
 	SampleRate float64
 	// Duration stops the run after this long; 0 runs until ctx ends.
 	Duration time.Duration
@@ -39,6 +40,22 @@ type Options struct {
 	Logger *slog.Logger
 	// Ready, when set, is called once everything listens.
 	Ready func(Endpoints)
+}
+
+// MinSampleRate and MaxSampleRate bound Options.SampleRate, per second.
+const (
+	MinSampleRate = 0.001
+	MaxSampleRate = 1e3
+)
+
+// CheckSampleRate returns an error saying what is wrong with rate as
+// Options.SampleRate, or nil: NaN, or a positive rate out of bounds, whose
+// interval between operations a ticker cannot take.
+func CheckSampleRate(rate float64) error {
+	if math.IsNaN(rate) || rate > MaxSampleRate || (rate > 0 && rate < MinSampleRate) {
+		return fmt.Errorf("must be negative (none) or from %g to %g per second, got %v", MinSampleRate, MaxSampleRate, rate)
+	}
+	return nil
 }
 
 // Endpoints tells where the parts of a running dev setup are.
@@ -57,6 +74,9 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if opts.SampleRate == 0 {
 		opts.SampleRate = 20
+	}
+	if err := CheckSampleRate(opts.SampleRate); err != nil {
+		return fmt.Errorf("devrun: SampleRate: %w", err)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

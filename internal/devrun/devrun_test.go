@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -85,5 +87,16 @@ func TestDevRunShowsWorkFlowingAndDeadLettering(t *testing.T) {
 		}
 	case <-time.After(40 * time.Second):
 		t.Fatal("Run did not stop within 40s of cancel")
+	}
+}
+
+// Run refuses a sample rate a ticker cannot take before it starts anything,
+// naming the field.
+func TestRunRefusesASampleRateItCannotTick(t *testing.T) {
+	for _, rate := range []float64{math.NaN(), math.Inf(1), 1e-12, 1e6} {
+		err := Run(context.Background(), Options{DashboardAddr: "127.0.0.1:0", SampleRate: rate, Logger: slog.New(slog.DiscardHandler)})
+		if err == nil || !strings.HasPrefix(err.Error(), "devrun: SampleRate: must be negative (none) or from 0.001 to 1000 per second") {
+			t.Errorf("SampleRate %v: got %v, want the bounds", rate, err)
+		}
 	}
 }
