@@ -228,9 +228,11 @@ func TestWorkerProcs(t *testing.T) {
 			}
 		})
 	}
-	env, _, errb := simEnv(map[string]string{"TIMQ_REDIS_URL": "redis://127.0.0.1:1", "TIMQ_SDKAPPID": "1400000001", "TIMQ_SECRET_KEY": "k", "TIMQ_API_BASE": "http://127.0.0.1:1"})
-	env.SetProcs = func(n int) { t.Errorf("SetProcs(%d) after a bad --procs", n) }
-	if code := Main(context.Background(), env, []string{"worker", "--procs", "-1"}); code != 2 || !strings.Contains(errb.String(), "--procs") {
-		t.Errorf("--procs -1: exit %d, stderr %q; want 2 naming --procs", code, errb)
+	for _, bad := range []string{"-1", "257", "1000000"} {
+		env, _, errb := simEnv(map[string]string{"TIMQ_REDIS_URL": "redis://127.0.0.1:1", "TIMQ_SDKAPPID": "1400000001", "TIMQ_SECRET_KEY": "k", "TIMQ_API_BASE": "http://127.0.0.1:1"})
+		env.SetProcs = func(n int) { t.Errorf("SetProcs(%d) after a bad --procs", n) }
+		if code := Main(context.Background(), env, []string{"worker", "--procs", bad}); code != 2 || !strings.Contains(errb.String(), "--procs: must be 0 (Go's choice, one per core) to 256, got "+bad) {
+			t.Errorf("--procs %s: exit %d, stderr %q; want 2 naming --procs and its bounds", bad, code, errb)
+		}
 	}
 }

@@ -188,13 +188,17 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 // way.
 const DefaultWorkerProcs = 1
 
+// MaxWorkerProcs bounds --procs. The runtime sets up every P it is given:
+// --procs 1000000 took over 4 GB before the worker started.
+const MaxWorkerProcs = 256
+
 // workerProcs returns the GOMAXPROCS to set for `timq worker`, 0 for none:
 // --procs when given, else nothing when the GOMAXPROCS variable is set,
 // else DefaultWorkerProcs.
 func workerProcs(fs *flag.FlagSet, procs int, getenv func(string) string) (int, error) {
 	switch {
-	case procs < 0:
-		return 0, UsageError("--procs: must be 0 (Go's choice, one per core) or more, got %d", procs)
+	case procs < 0 || procs > MaxWorkerProcs:
+		return 0, UsageError("--procs: must be 0 (Go's choice, one per core) to %d, got %d", MaxWorkerProcs, procs)
 	case !flagGiven(fs, "procs") && getenv("GOMAXPROCS") != "":
 		return 0, nil
 	}
