@@ -46,6 +46,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -65,6 +66,7 @@ var ErrDuplicate = errors.New("an identical task is already queued")
 
 // Client enqueues timq operations. It is safe for concurrent use.
 type Client struct {
+	err error // a bad conn given to New: every call returns it
 	ac  *asynq.Client
 	rdb redis.UniversalClient // asynq's connection, when New made it
 	cfg clientConfig
@@ -85,9 +87,12 @@ func New(conn asynq.RedisConnOpt, opts ...ClientOption) *Client {
 			o(&cfg)
 		}
 	}
+	if conn == nil || isNilPointer(conn) {
+		return &Client{err: errors.New("enqueue: New: no Redis connection option (nil)")}
+	}
 	rdb, ok := conn.MakeRedisClient().(redis.UniversalClient)
-	if !ok { // as asynq.NewClient does
-		panic(fmt.Sprintf("enqueue: unsupported RedisConnOpt type %T", conn))
+	if !ok {
+		return &Client{err: fmt.Errorf("enqueue: New: unsupported Redis connection option %T", conn)}
 	}
 	return &Client{
 		ac:      asynq.NewClientFromRedisClient(rdb),
@@ -110,7 +115,7 @@ func NewFromAsynq(c *asynq.Client) *Client {
 // over; it does nothing for one made by NewFromAsynq. Calls must not be
 // made during or after Close.
 func (c *Client) Close() error {
-	if c.rdb == nil {
+	if c.err != nil || c.rdb == nil {
 		return nil
 	}
 	c.rounds.Wait()
@@ -160,6 +165,9 @@ func one(ids []string, err error) (string, error) {
 // the error matches ErrNotConfirmed and the IDs returned are those of the
 // tasks that may be queued (all but the duplicates).
 func (c *Client) Enqueue(ctx context.Context, p tasks.Payload, opts ...Option) ([]string, error) {
+	if c.err != nil {
+		return nil, c.err
+	}
 	s, err := newSettings(opts)
 	if err != nil {
 		return nil, err
@@ -328,4 +336,11 @@ func shiftIndexes(err error, offset int) error {
 		})
 	}
 	return &tasks.ValidationError{Field: shift(ve.Field), Reason: shift(ve.Reason)}
+}
+
+// isNilPointer reports whether conn holds a nil pointer, which asynq would
+// dereference.
+func isNilPointer(conn asynq.RedisConnOpt) bool {
+	v := reflect.ValueOf(conn)
+	return v.Kind() == reflect.Pointer && v.IsNil()
 }

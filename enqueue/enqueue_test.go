@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -173,10 +174,24 @@ func TestInvalidOptionsEnqueueNothing(t *testing.T) {
 		want string
 	}{
 		{enqueue.Queue(" "), "option Queue: "},
+		{enqueue.Queue(" timq-clear "), "option Queue: the queue name must not start or end with white space"},
+		{enqueue.Queue("timq-\xffclear"), "option Queue: the queue name is not valid UTF-8"},
+		{enqueue.Queue("timq\x00clear"), "option Queue: the queue name must not contain control characters"},
+		{enqueue.Queue(strings.Repeat("q", 257)), "option Queue: the queue name must be at most 256 bytes, got 257"},
+		{enqueue.TaskID("id-\xff"), "option TaskID: the ID is not valid UTF-8"},
 		{enqueue.MaxRetry(-1), "option MaxRetry: "},
+		// asynq keeps the count in 32 bits: these wrapped to -2147483648, 0
+		// and -1, and the task was dead-lettered after its first attempt.
+		{enqueue.MaxRetry(1 << 31), "option MaxRetry: must be from 0 to 1000, got 2147483648"},
+		{enqueue.MaxRetry(1 << 32), "option MaxRetry: must be from 0 to 1000"},
+		{enqueue.MaxRetry(math.MaxInt), "option MaxRetry: must be from 0 to 1000"},
 		{enqueue.Delay(-time.Second), "option Delay: "},
+		// A score this large broke asynq's listing of the queue's
+		// scheduled tasks for every task in it.
+		{enqueue.ProcessAt(time.Unix(math.MaxInt64/2, 0)), "option ProcessAt: must not be after 9999-12-31T23:59:59Z"},
 		{enqueue.Dedup(500 * time.Millisecond), "option Dedup: "},
 		{enqueue.Retention(-time.Second), "option Retention: "},
+		{enqueue.Retention(500 * time.Millisecond), "option Retention: must be 0 or at least 1s, got 500ms"},
 	} {
 		ids, err := b.client.Enqueue(context.Background(), tasks.Clear{GroupId: group}, tc.opt)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || len(ids) != 0 {
@@ -447,5 +462,20 @@ func TestContextCanceled(t *testing.T) {
 	ids, err := b.client.Recall(ctx, tasks.Recall{GroupId: group, MsgSeqList: seqs(1, 12)})
 	if !errors.Is(err, context.Canceled) || len(ids) != 0 {
 		t.Errorf("Recall with a canceled context = %v, %v; want context.Canceled", ids, err)
+	}
+}
+
+// A Client made from a nil connection option returns an error naming it
+// from every call, rather than panicking in New.
+func TestNewWithANilConnectionFailsItsCalls(t *testing.T) {
+	t.Parallel()
+	for _, conn := range []asynq.RedisConnOpt{nil, (*asynq.RedisClientOpt)(nil)} {
+		c := enqueue.New(conn)
+		if _, err := c.Clear(context.Background(), tasks.Clear{GroupId: group}); err == nil || err.Error() != "enqueue: New: no Redis connection option (nil)" {
+			t.Errorf("New(%#v).Clear: %v, want the nil connection named", conn, err)
+		}
+		if err := c.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
 	}
 }

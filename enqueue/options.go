@@ -2,7 +2,6 @@ package enqueue
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -35,12 +34,12 @@ func (s *settings) fail(format string, args ...any) {
 
 // Queue sends the tasks to the named queue instead of the payload's own
 // (tasks.QueueClear, tasks.QueueRecall or tasks.QueueModify). A worker must
-// be listening on that queue for the tasks to run. Defaults to the
-// payload's DefaultQueue.
+// be listening on that queue for the tasks to run. name must pass
+// tasks.CheckName. Defaults to the payload's DefaultQueue.
 func Queue(name string) Option {
 	return func(s *settings) {
-		if strings.TrimSpace(name) == "" {
-			s.fail("Queue: the queue name must not be blank")
+		if err := tasks.CheckName(name); err != nil {
+			s.fail("Queue: the queue name %v", err)
 			return
 		}
 		s.queue = name
@@ -59,19 +58,32 @@ func Delay(d time.Duration) Option {
 	}
 }
 
+// latestProcessAt is the latest time ProcessAt accepts, the end of the year
+// 9999: asynq keeps the time as a Redis score, and its scripts cannot read
+// back much larger ones (a task due in the year 146 billion broke the
+// listing of its queue's scheduled tasks).
+var latestProcessAt = time.Date(9999, time.December, 31, 23, 59, 59, 0, time.UTC)
+
 // ProcessAt holds the tasks until t; a t in the past (or the zero time)
-// means at once. Defaults to at once.
+// means at once, and t must not be after the end of the year 9999 (UTC).
+// Defaults to at once.
 func ProcessAt(t time.Time) Option {
-	return func(s *settings) { s.processAt, s.useAt = t, true }
+	return func(s *settings) {
+		if t.After(latestProcessAt) {
+			s.fail("ProcessAt: must not be after %s, got %s", latestProcessAt.Format(time.RFC3339), t.Format(time.RFC3339))
+			return
+		}
+		s.processAt, s.useAt = t, true
+	}
 }
 
 // MaxRetry sets how many times a failed task is retried before it is
-// dead-lettered (so at most n+1 attempts); n must not be negative.
-// Defaults to tasks.DefaultMaxRetry.
+// dead-lettered (so at most n+1 attempts); n must be from 0 to
+// tasks.MaxRetryLimit. Defaults to tasks.DefaultMaxRetry.
 func MaxRetry(n int) Option {
 	return func(s *settings) {
-		if n < 0 {
-			s.fail("MaxRetry: must not be negative, got %d", n)
+		if n < 0 || n > tasks.MaxRetryLimit {
+			s.fail("MaxRetry: must be from 0 to %d, got %d", tasks.MaxRetryLimit, n)
 			return
 		}
 		s.maxRetry = n
@@ -116,8 +128,8 @@ func NoDedup() Option {
 // id-2, ... in list order. Defaults to a random UUID per task.
 func TaskID(id string) Option {
 	return func(s *settings) {
-		if strings.TrimSpace(id) == "" {
-			s.fail("TaskID: the ID must not be blank")
+		if err := tasks.CheckName(id); err != nil {
+			s.fail("TaskID: the ID %v", err)
 			return
 		}
 		s.taskID = id
@@ -126,15 +138,16 @@ func TaskID(id string) Option {
 
 // Retention keeps each task in Redis for d after it completes, visible on
 // the dashboard and in `timq stats`; 0 deletes it as it completes. d must
-// not be negative. Size Redis for it: a completed task takes about 0.6 to
+// be 0 or at least one second (asynq keeps whole seconds). Size Redis for it: a completed task takes about 0.6 to
 // 0.9 KB, so the default of tasks.DefaultRetention (24 h) at a sustained
 // 600 tasks a second keeps about 52 million tasks, some 35 GB. A TaskID is
 // only known to Redis while its task is kept, so a shorter retention also
 // shortens TaskID's guarantee. Defaults to tasks.DefaultRetention.
 func Retention(d time.Duration) Option {
 	return func(s *settings) {
-		if d < 0 {
-			s.fail("Retention: must not be negative, got %v", d)
+		// asynq keeps whole seconds: 500ms would be 0, deleted at once.
+		if d < 0 || (d > 0 && d < time.Second) {
+			s.fail("Retention: must be 0 or at least 1s, got %v", d)
 			return
 		}
 		s.retention = &d

@@ -13,8 +13,13 @@ package tasks
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"reflect"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 )
@@ -50,7 +55,34 @@ const (
 	// MaxPayloadBytes is the largest payload a worker parses; larger ones are
 	// dead-lettered unparsed.
 	MaxPayloadBytes = 64 * 1024
+	// MaxRetryLimit is the most retries a task may ask for. asynq keeps the
+	// count in 32 bits, so a larger one wrapped around and left the task
+	// no retries at all.
+	MaxRetryLimit = 1000
+	// MaxNameBytes bounds a queue name or a task ID.
+	MaxNameBytes = 256
 )
+
+// CheckName returns an error saying what is wrong with name as a queue
+// name or task ID, or nil: it must not be blank, start or end with white
+// space (a queue " timq-clear " is not "timq-clear", and no worker would
+// take its tasks), hold control characters or invalid UTF-8 (asynq cannot
+// store them), or be longer than MaxNameBytes.
+func CheckName(name string) error {
+	switch {
+	case strings.TrimSpace(name) == "":
+		return errors.New("must not be blank")
+	case strings.TrimSpace(name) != name:
+		return fmt.Errorf("must not start or end with white space, got %q", name)
+	case len(name) > MaxNameBytes:
+		return fmt.Errorf("must be at most %d bytes, got %d", MaxNameBytes, len(name))
+	case !utf8.ValidString(name):
+		return errors.New("is not valid UTF-8")
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return fmt.Errorf("must not contain control characters, got %q", name)
+	}
+	return nil
+}
 
 // Payload is implemented by Clear, Recall and Modify.
 type Payload interface {
@@ -85,6 +117,9 @@ func QueueFor(taskType string) string {
 // (default queue, DefaultMaxRetry, DefaultTimeout, DefaultRetention) followed
 // by opts, which override them. It does not set uniqueness: enqueue does.
 func NewTask(p Payload, opts ...asynq.Option) (*asynq.Task, error) {
+	if isNil(p) {
+		return nil, errors.New("tasks: no payload (nil)")
+	}
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
@@ -142,4 +177,13 @@ func decode[T any, P payloadPtr[T]](payload []byte) (T, error) {
 		return v, err
 	}
 	return v, nil
+}
+
+// isNil reports whether p is nil or a nil pointer in the interface.
+func isNil(p Payload) bool {
+	if p == nil {
+		return true
+	}
+	v := reflect.ValueOf(p)
+	return v.Kind() == reflect.Pointer && v.IsNil()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,5 +120,40 @@ func TestSplitRecallCopies(t *testing.T) {
 	parts[1].MsgSeqList = append(parts[1].MsgSeqList, seqs(50)...)
 	if r.MsgSeqList[0].MsgSeq != 1 || len(r.MsgSeqList) != 12 {
 		t.Fatalf("changing a part changed the original: %v", r.Seqs())
+	}
+}
+
+// NewTask refuses a nil payload, or a nil pointer to one, with an error
+// rather than a panic.
+func TestNewTaskRefusesANilPayload(t *testing.T) {
+	for _, p := range []tasks.Payload{nil, (*tasks.Clear)(nil), (*tasks.Recall)(nil), (*tasks.Modify)(nil)} {
+		task, err := tasks.NewTask(p)
+		if task != nil || err == nil || err.Error() != "tasks: no payload (nil)" {
+			t.Errorf("NewTask(%#v) = %v, %v; want the nil payload named", p, task, err)
+		}
+	}
+}
+
+func TestCheckName(t *testing.T) {
+	for name, want := range map[string]string{
+		"timq-clear":             "",
+		"队列-1":                   "",
+		strings.Repeat("q", 256): "",
+		"":                       "must not be blank",
+		" \t":                    "must not be blank",
+		" timq-clear":            `must not start or end with white space, got " timq-clear"`,
+		"timq-clear\n":           "must not start or end with white space",
+		"q\xff":                  "is not valid UTF-8",
+		"q\x00q":                 `must not contain control characters, got "q\x00q"`,
+		"q\u0085q":               "must not contain control characters",
+		strings.Repeat("q", 257): "must be at most 256 bytes, got 257",
+	} {
+		err := tasks.CheckName(name)
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("CheckName(%q) = %v, want nil", name, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("CheckName(%q) = %v, want %q", name, err, want)
+		}
 	}
 }

@@ -65,8 +65,10 @@ func runBulk(ctx context.Context, env *Env, args []string) error {
 	case fs.NArg() > 1:
 		return UsageError("unexpected argument %q: give one FILE", fs.Arg(1))
 	}
-	if strings.TrimSpace(opts.Queue) == "" && opts.Queue != "" {
-		return UsageError("--queue: the queue name must not be blank")
+	if opts.Queue != "" {
+		if err := tasks.CheckName(opts.Queue); err != nil {
+			return UsageError("--queue: the queue name %v", err)
+		}
 	}
 	rate, err := config.Float(env.Getenv, config.EnvRate, bulk.DefaultRate, 0.01, 1e6)
 	if err != nil {

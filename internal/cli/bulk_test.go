@@ -118,7 +118,7 @@ estimated time: 2s at 2 calls/s per endpoint
 	if err != nil || len(pending) != 1 || pending[0].Retention != 0 {
 		t.Errorf("--retention 0s: pending %+v, %v; want one task with no retention", pending, err)
 	}
-	if code, _, errOut = f.run(t, "", "bulk", "--retention", "-1s", "-"); code != 2 || !strings.Contains(errOut, "--retention: must not be negative") {
+	if code, _, errOut = f.run(t, "", "bulk", "--retention", "-1s", "-"); code != 2 || !strings.Contains(errOut, "--retention: must be 0 or at least 1s, got -1s") {
 		t.Errorf("--retention -1s: exit %d, stderr %q; want 2 naming --retention", code, errOut)
 	}
 }

@@ -243,16 +243,16 @@ func parseBody(s string) ([]chatapi.MsgElement, error) {
 }
 
 func (f *enqueueFlags) options(set map[string]bool) ([]enqueue.Option, error) {
-	if f.maxRetry < 0 {
-		return nil, UsageError("--max-retry: must not be negative, got %d", f.maxRetry)
+	if f.maxRetry < 0 || f.maxRetry > tasks.MaxRetryLimit {
+		return nil, UsageError("--max-retry: must be from 0 to %d, got %d", tasks.MaxRetryLimit, f.maxRetry)
 	}
 	if f.delay < 0 {
 		return nil, UsageError("--delay: must not be negative, got %v", f.delay)
 	}
 	opts := []enqueue.Option{enqueue.MaxRetry(f.maxRetry)}
 	if set["queue"] {
-		if strings.TrimSpace(f.queue) == "" {
-			return nil, UsageError("--queue: the queue name must not be blank")
+		if err := tasks.CheckName(f.queue); err != nil {
+			return nil, UsageError("--queue: the queue name %v", err)
 		}
 		opts = append(opts, enqueue.Queue(f.queue))
 	}
@@ -280,8 +280,8 @@ func retentionOption(given bool, d time.Duration) (*time.Duration, error) {
 	switch {
 	case !given:
 		return nil, nil
-	case d < 0:
-		return nil, UsageError("--retention: must not be negative, got %v", d)
+	case d < 0 || (d > 0 && d < time.Second):
+		return nil, UsageError("--retention: must be 0 or at least 1s, got %v", d)
 	}
 	return &d, nil
 }

@@ -177,11 +177,14 @@ func TestEnqueueUsageErrors(t *testing.T) {
 		{[]string{"enqueue", "modify", "--group", "g", "--seq", "1", "--body", `[{"MsgType":"TIMTextElem","MsgContent":{}}]`}, "timq enqueue: --body: MsgBody[0].MsgContent.Text: is required\n"},
 		{[]string{"enqueue", "modify", "--group", "g", "--seq", "1", "--body", `[{"MsgType":"TIMTextElem","MsgContent":{"Text":"x"},"Extra":1}]`}, "timq enqueue: --body: MsgBody: unknown field \"Extra\"\n"},
 		{[]string{"enqueue", "modify", "--group", "g", "--seq", "1", "--cloud-custom-data", strings.Repeat("c", 9000)}, "timq enqueue: --cloud-custom-data: CloudCustomData: is 9000 bytes, more than 8192\n"},
-		{[]string{"enqueue", "clear", "--group", "g", "--max-retry", "-1"}, "timq enqueue: --max-retry: must not be negative, got -1\n"},
+		{[]string{"enqueue", "clear", "--group", "g", "--max-retry", "-1"}, "timq enqueue: --max-retry: must be from 0 to 1000, got -1\n"},
+		{[]string{"enqueue", "clear", "--group", "g", "--max-retry", "2147483648"}, "timq enqueue: --max-retry: must be from 0 to 1000, got 2147483648\n"},
+		{[]string{"enqueue", "clear", "--group", "g", "--queue", " timq-clear "}, "timq enqueue: --queue: the queue name must not start or end with white space, got \" timq-clear \"\n"},
+		{[]string{"enqueue", "clear", "--group", "g", "--retention", "999ms"}, "timq enqueue: --retention: must be 0 or at least 1s, got 999ms\n"},
 		{[]string{"enqueue", "clear", "--group", "g", "--delay", "-1s"}, "timq enqueue: --delay: must not be negative, got -1s\n"},
 		{[]string{"enqueue", "clear", "--group", "g", "--delay", "soon"}, "timq enqueue: invalid value \"soon\" for flag -delay: parse error\n"},
 		{[]string{"enqueue", "clear", "--group", "g", "--queue", " "}, "timq enqueue: --queue: the queue name must not be blank\n"},
-		{[]string{"enqueue", "clear", "--group", "g", "--retention", "-1h"}, "timq enqueue: --retention: must not be negative, got -1h0m0s\n"},
+		{[]string{"enqueue", "clear", "--group", "g", "--retention", "-1h"}, "timq enqueue: --retention: must be 0 or at least 1s, got -1h0m0s\n"},
 	} {
 		code, out, errOut := f.run(t, "", tc.args...)
 		if code != 2 || out != "" || errOut != tc.want {
