@@ -89,10 +89,15 @@ type API struct {
 	Timeout time.Duration
 }
 
-// MinRate and MaxRate bound Config.Rate, in calls per second.
+// Bounds of Config fields.
 const (
+	// MinRate and MaxRate bound Rate, in calls per second.
 	MinRate = 0.1
 	MaxRate = 1e5
+	// MaxConcurrency bounds Concurrency and RecallConcurrency. asynq hands
+	// back a stopping server's tasks only after filling its semaphore once
+	// per slot, so a worker with math.MaxInt slots never stopped.
+	MaxConcurrency = 100000
 )
 
 // Config configures a Worker. Fields left zero take their defaults. A
@@ -123,17 +128,19 @@ type Config struct {
 	// applied in full (messages retrying or dead-lettered) always gets its
 	// per-message result.
 	AppliedResults bool
-	// Concurrency is how many tasks each endpoint runs at once. Defaults to
-	// DefaultConcurrency.
+	// Concurrency is how many tasks each endpoint runs at once, at most
+	// MaxConcurrency. Defaults to DefaultConcurrency.
 	Concurrency int
-	// RecallConcurrency is how many recall tasks run at once; they share
-	// calls (see package recallbatch). Defaults to DefaultRecallConcurrency.
+	// RecallConcurrency is how many recall tasks run at once, at most
+	// MaxConcurrency; they share calls (see package recallbatch). Defaults
+	// to DefaultRecallConcurrency.
 	RecallConcurrency int
 	// Queues lists, per task type, the queues its endpoint consumes with
-	// their priorities. Defaults to each type's default queue.
+	// their priorities (at least 1 each; names as tasks.CheckName wants).
+	// Defaults to each type's default queue.
 	Queues map[string]map[string]int
 	// MaxRetry caps how many times any task is retried, even if it asked for
-	// more. Defaults to DefaultMaxRetry.
+	// more; from 1 to tasks.MaxRetryLimit. Defaults to DefaultMaxRetry.
 	MaxRetry int
 	// RetryBase and RetryCap shape the backoff between attempts: attempt n
 	// waits a random time in [d/2, d] with d = min(RetryCap, RetryBase*2^n).
@@ -199,20 +206,20 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConcurrency
 	}
-	if c.Concurrency < 0 {
-		return c, fmt.Errorf("worker: Concurrency: must be > 0, got %d", c.Concurrency)
+	if c.Concurrency < 0 || c.Concurrency > MaxConcurrency {
+		return c, fmt.Errorf("worker: Concurrency: must be from 1 to %d, got %d", MaxConcurrency, c.Concurrency)
 	}
 	if c.RecallConcurrency == 0 {
 		c.RecallConcurrency = DefaultRecallConcurrency
 	}
-	if c.RecallConcurrency < 0 {
-		return c, fmt.Errorf("worker: RecallConcurrency: must be > 0, got %d", c.RecallConcurrency)
+	if c.RecallConcurrency < 0 || c.RecallConcurrency > MaxConcurrency {
+		return c, fmt.Errorf("worker: RecallConcurrency: must be from 1 to %d, got %d", MaxConcurrency, c.RecallConcurrency)
 	}
 	if c.MaxRetry == 0 {
 		c.MaxRetry = DefaultMaxRetry
 	}
-	if c.MaxRetry < 1 {
-		return c, fmt.Errorf("worker: MaxRetry: must be at least 1, got %d", c.MaxRetry)
+	if c.MaxRetry < 1 || c.MaxRetry > tasks.MaxRetryLimit {
+		return c, fmt.Errorf("worker: MaxRetry: must be from 1 to %d, got %d", tasks.MaxRetryLimit, c.MaxRetry)
 	}
 	var err error
 	if c.RetryBase, err = durationOrDefault("RetryBase", c.RetryBase, DefaultRetryBase); err != nil {
@@ -259,9 +266,20 @@ func (c Config) withDefaults() (Config, error) {
 			c.Queues[typ] = map[string]int{tasks.QueueFor(typ): 1}
 		}
 	}
-	for typ := range c.Queues {
+	for typ, queues := range c.Queues {
 		if tasks.QueueFor(typ) == "" {
 			return c, fmt.Errorf("worker: Queues: unknown task type %q", typ)
+		}
+		// asynq drops a queue with a priority under 1, and with none left
+		// serves the queue "default" instead, so a mistake here would
+		// start a worker that never takes its tasks.
+		for q, prio := range queues {
+			if err := tasks.CheckName(q); err != nil {
+				return c, fmt.Errorf("worker: Queues[%q]: the queue name %v", typ, err)
+			}
+			if prio < 1 {
+				return c, fmt.Errorf("worker: Queues[%q][%q]: the priority must be at least 1, got %d", typ, q, prio)
+			}
 		}
 	}
 	return c, nil

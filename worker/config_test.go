@@ -43,7 +43,22 @@ func TestNewRejectsBadNumbersNamingTheField(t *testing.T) {
 		{"negative PollInterval", func(c *worker.Config) { c.PollInterval = -time.Second }, "worker: PollInterval: must be > 0"},
 		{"negative IdlePollInterval", func(c *worker.Config) { c.IdlePollInterval = -time.Millisecond }, "worker: IdlePollInterval: must be > 0"},
 		{"negative API timeout", func(c *worker.Config) { c.API.Timeout = -time.Second }, "Timeout: -1s is negative"},
-		{"negative Concurrency", func(c *worker.Config) { c.Concurrency = -1 }, "worker: Concurrency: must be > 0, got -1"},
+		{"negative Concurrency", func(c *worker.Config) { c.Concurrency = -1 }, "worker: Concurrency: must be from 1 to 100000, got -1"},
+		// asynq fills a stopping server's semaphore once per slot: with
+		// math.MaxInt slots the worker never stopped.
+		{"endless Concurrency", func(c *worker.Config) { c.Concurrency = math.MaxInt }, "worker: Concurrency: must be from 1 to 100000"},
+		{"endless RecallConcurrency", func(c *worker.Config) { c.RecallConcurrency = math.MaxInt }, "worker: RecallConcurrency: must be from 1 to 100000"},
+		{"MaxRetry past asynq's 32 bits", func(c *worker.Config) { c.MaxRetry = 1 << 31 }, "worker: MaxRetry: must be from 1 to 1000, got 2147483648"},
+		// asynq would drop the queue and serve "default" instead.
+		{"queue priority 0", func(c *worker.Config) {
+			c.Queues = map[string]map[string]int{"timq:clear": {"timq-clear": 0}}
+		}, `worker: Queues["timq:clear"]["timq-clear"]: the priority must be at least 1, got 0`},
+		{"blank queue name", func(c *worker.Config) {
+			c.Queues = map[string]map[string]int{"timq:modify": {" ": 1}}
+		}, `worker: Queues["timq:modify"]: the queue name must not be blank`},
+		{"queue name with spaces around", func(c *worker.Config) {
+			c.Queues = map[string]map[string]int{"timq:recall": {" timq-recall ": 1}}
+		}, `worker: Queues["timq:recall"]: the queue name must not start or end with white space`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

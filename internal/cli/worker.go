@@ -141,9 +141,8 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Written so that NaN fails too; 0 would otherwise mean the default.
-	if !(s.rate >= worker.MinRate && s.rate <= worker.MaxRate) {
-		return UsageError("--rate: must be a number from %g to %g, got %v", worker.MinRate, worker.MaxRate, s.rate)
+	if err := s.checkFlags(); err != nil {
+		return err
 	}
 	procs, err := workerProcs(fs, s.procs, getenvOr(env))
 	if err != nil {
@@ -177,6 +176,35 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 		return w.Run(ctx)
 	}
 	return runWorkerWithHTTP(ctx, env, s, cfg)
+}
+
+// checkFlags refuses the worker's numbers out of range, naming the flag
+// (or setting) they came from. worker.Config would take 0 as its default
+// and name its own fields; here 0 is refused, as TIMQ_CONCURRENCY=0 is.
+func (s *workerSettings) checkFlags() error {
+	// Written so that NaN fails too.
+	if !(s.rate >= worker.MinRate && s.rate <= worker.MaxRate) {
+		return UsageError("--rate: must be a number from %g to %g, got %v", worker.MinRate, worker.MaxRate, s.rate)
+	}
+	for _, f := range []struct {
+		name      string
+		v, lo, hi int
+	}{
+		{"--concurrency", s.concurrency, 1, worker.MaxConcurrency},
+		{"--recall-concurrency", s.recallConc, 1, worker.MaxConcurrency},
+		{"--max-retry", s.maxRetry, 1, tasks.MaxRetryLimit},
+	} {
+		if f.v < f.lo || f.v > f.hi {
+			return UsageError("%s: must be from %d to %d, got %d", f.name, f.lo, f.hi, f.v)
+		}
+	}
+	if s.shutdownTimeout <= 0 {
+		return UsageError("--shutdown-timeout: must be more than 0, got %v", s.shutdownTimeout)
+	}
+	if s.ackDelay > worker.MaxAckDelay {
+		return UsageError("--ack-delay: must be at most %v, got %v", worker.MaxAckDelay, s.ackDelay)
+	}
+	return nil
 }
 
 // DefaultWorkerProcs is the GOMAXPROCS of `timq worker` unless --procs or

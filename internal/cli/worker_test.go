@@ -50,3 +50,31 @@ func TestDevRefusesASampleRateItCannotTick(t *testing.T) {
 		}
 	}
 }
+
+// The worker's numeric flags have the bounds of their settings, and a
+// value out of them is a usage error naming the flag, not the Config field
+// (or, for 0, the default in disguise).
+func TestWorkerRefusesFlagsOutOfRange(t *testing.T) {
+	t.Parallel()
+	vars := map[string]string{
+		"TIMQ_REDIS_URL": "redis://127.0.0.1:1", "TIMQ_SDKAPPID": "1400000001", "TIMQ_SECRET_KEY": "k", "TIMQ_API_BASE": "http://127.0.0.1:1",
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--concurrency", "0"}, "--concurrency: must be from 1 to 100000, got 0"},
+		{[]string{"--concurrency", "9223372036854775807"}, "--concurrency: must be from 1 to 100000, got 9223372036854775807"},
+		{[]string{"--recall-concurrency", "0"}, "--recall-concurrency: must be from 1 to 100000, got 0"},
+		{[]string{"--recall-concurrency", "100001"}, "--recall-concurrency: must be from 1 to 100000, got 100001"},
+		{[]string{"--max-retry", "0"}, "--max-retry: must be from 1 to 1000, got 0"},
+		{[]string{"--max-retry", "99999999999"}, "--max-retry: must be from 1 to 1000, got 99999999999"},
+		{[]string{"--shutdown-timeout", "0s"}, "--shutdown-timeout: must be more than 0, got 0s"},
+		{[]string{"--ack-delay", "5s"}, "--ack-delay: must be at most 1s, got 5s"},
+	} {
+		env, _, errb := simEnv(vars)
+		if code := Main(context.Background(), env, append([]string{"worker"}, tc.args...)); code != 2 || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and %q", tc.args, code, errb, tc.want)
+		}
+	}
+}
