@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/msgbody"
@@ -51,8 +52,14 @@ func (m Modify) Validate() error {
 			return invalid("MsgBody", "%v", err)
 		}
 	}
-	if m.CloudCustomData != nil && len(*m.CloudCustomData) > MaxCloudCustomDataBytes {
-		return invalid("CloudCustomData", "is %d bytes, more than %d", len(*m.CloudCustomData), MaxCloudCustomDataBytes)
+	if m.CloudCustomData != nil {
+		switch {
+		case len(*m.CloudCustomData) > MaxCloudCustomDataBytes:
+			return invalid("CloudCustomData", "is %d bytes, more than %d", len(*m.CloudCustomData), MaxCloudCustomDataBytes)
+		case !utf8.ValidString(*m.CloudCustomData):
+			// JSON would carry invalid UTF-8 as U+FFFD: not the data given.
+			return invalid("CloudCustomData", "is not valid UTF-8")
+		}
 	}
 	return nil
 }

@@ -1,6 +1,10 @@
 package tasks
 
-import "github.com/timq/timq/internal/chatapi"
+import (
+	"unicode/utf8"
+
+	"github.com/timq/timq/internal/chatapi"
+)
 
 // MaxRecallPerTask is the most messages one recall task carries, the API's
 // limit per call. enqueue splits longer lists into several tasks.
@@ -42,6 +46,10 @@ func (r Recall) Validate() error {
 	}
 	if len(r.Reason) > MaxReasonBytes {
 		return invalid("Reason", "is %d bytes, more than %d", len(r.Reason), MaxReasonBytes)
+	}
+	// JSON would carry invalid UTF-8 as U+FFFD: not the text given.
+	if !utf8.ValidString(r.Reason) {
+		return invalid("Reason", "is not valid UTF-8")
 	}
 	switch n := len(r.MsgSeqList); {
 	case n == 0:

@@ -124,6 +124,8 @@ func TestRecallValidate(t *testing.T) {
 		{"seq zero third", with(func(r *tasks.Recall) { r.MsgSeqList = seqs(1, 2, 0) }), "MsgSeqList[2].MsgSeq", "at least 1"},
 		{"repeated seq", with(func(r *tasks.Recall) { r.MsgSeqList = seqs(5, 6, 5) }), "MsgSeqList[2].MsgSeq", "repeats MsgSeqList[0] (5)"},
 		{"reason too long", with(func(r *tasks.Recall) { r.Reason = strings.Repeat("r", tasks.MaxReasonBytes+1) }), "Reason", "more than 256"},
+		{"reason in Chinese", with(func(r *tasks.Recall) { r.Reason = "违规内容" }), "", ""},
+		{"reason not UTF-8", with(func(r *tasks.Recall) { r.Reason = "spam\xff" }), "Reason", "is not valid UTF-8"},
 	}
 	cases = append(cases, idCases("GroupId", tasks.MaxGroupIDBytes, func(s string) tasks.Payload {
 		return with(func(r *tasks.Recall) { r.GroupId = s })
@@ -162,6 +164,7 @@ func TestModifyValidate(t *testing.T) {
 		{"content not an object", with(func(m *tasks.Modify) {
 			m.MsgBody = []chatapi.MsgElement{{MsgType: "TIMTextElem", MsgContent: []byte(`"hi"`)}}
 		}), "MsgBody[0].MsgContent", "JSON object"},
+		{"custom data not UTF-8", with(func(m *tasks.Modify) { m.CloudCustomData = str("\xc0\xaf") }), "CloudCustomData", "is not valid UTF-8"},
 		{"custom data too long", with(func(m *tasks.Modify) {
 			m.CloudCustomData = str(strings.Repeat("c", tasks.MaxCloudCustomDataBytes+1))
 		}), "CloudCustomData", "more than 8192"},
