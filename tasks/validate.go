@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -44,10 +45,8 @@ func checkID(field, v string, required bool, max int) error {
 	case strings.TrimSpace(v) != v:
 		return invalid(field, "has leading or trailing white space")
 	}
-	for _, r := range v {
-		if r < 0x20 || r == 0x7f {
-			return invalid(field, "has a control character")
-		}
+	if strings.IndexFunc(v, unicode.IsControl) >= 0 { // C0, DEL and C1 (U+0085 too)
+		return invalid(field, "has a control character")
 	}
 	return nil
 }

@@ -82,6 +82,7 @@ func idCases(field string, max int, make func(string) tasks.Payload) []validatio
 		{field + " control character", make("a\x01b"), field, "control character"},
 		{field + " tab inside", make("a\tb"), field, "control character"},
 		{field + " DEL", make("a\x7fb"), field, "control character"},
+		{field + " C1 next line", make("a\u0085b"), field, "control character"},
 		{field + " non-ASCII", make("群组"), "", ""},
 	}
 }

@@ -155,8 +155,11 @@ func (c Config) withDefaults() (Config, string, error) {
 	if c.SDKAppID > uint64(math.MaxInt) {
 		return c, "", fmt.Errorf("chatapi: SDKAppID: %d is out of range", c.SDKAppID)
 	}
-	if c.SecretKey == "" {
-		return c, "", errors.New("chatapi: SecretKey: must be set")
+	if strings.TrimSpace(c.SecretKey) == "" {
+		return c, "", errors.New("chatapi: SecretKey: must be set (not blank)")
+	}
+	if c.Admin != "" && strings.TrimSpace(c.Admin) != c.Admin {
+		return c, "", fmt.Errorf("chatapi: Admin: must not be blank or start or end with white space, got %q", c.Admin)
 	}
 	if c.Admin == "" {
 		c.Admin = DefaultAdmin
@@ -174,15 +177,21 @@ func (c Config) withDefaults() (Config, string, error) {
 		}
 		base = u
 	default:
+		// Errors show the URL with any password redacted: url.Error would
+		// quote it whole.
 		u, err := url.Parse(c.BaseURL)
 		if err != nil {
-			return c, "", fmt.Errorf("chatapi: BaseURL: %w", err)
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return c, "", fmt.Errorf("chatapi: BaseURL: is not a URL: %v", err)
 		}
 		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return c, "", fmt.Errorf("chatapi: BaseURL: %q must be an absolute http or https URL", c.BaseURL)
+			return c, "", fmt.Errorf("chatapi: BaseURL: %q must be an absolute http or https URL", u.Redacted())
 		}
 		if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			return c, "", fmt.Errorf("chatapi: BaseURL: %q must not have a query, fragment or user info", c.BaseURL)
+			return c, "", fmt.Errorf("chatapi: BaseURL: %q must not have a query, fragment or user info", u.Redacted())
 		}
 		base = strings.TrimRight(u.String(), "/")
 	}

@@ -36,6 +36,14 @@ func TestNewValidation(t *testing.T) {
 		{"negative MaxResponseBytes", func(c *Config) { c.MaxResponseBytes = -1 }, "chatapi: MaxResponseBytes: -1 is negative"},
 		{"negative Timeout", func(c *Config) { c.Timeout = -time.Second }, "chatapi: Timeout: -1s is negative"},
 		{"negative MaxConns", func(c *Config) { c.MaxConns = -1 }, "chatapi: MaxConns: -1 is negative"},
+		{"blank SecretKey", func(c *Config) { c.SecretKey = "  " }, "chatapi: SecretKey: must be set (not blank)"},
+		{"blank Admin", func(c *Config) { c.Admin = " " }, `chatapi: Admin: must not be blank or start or end with white space, got " "`},
+		{"Admin with a space around", func(c *Config) { c.Admin = "administrator " }, "chatapi: Admin: must not be blank"},
+		// The password is shown redacted, never as given.
+		{"base URL with user info", func(c *Config) { c.Region, c.BaseURL = "", "http://user:hunter2@127.0.0.1:9000" },
+			`chatapi: BaseURL: "http://user:xxxxx@127.0.0.1:9000" must not have a query, fragment or user info`},
+		{"unparsable base URL with user info", func(c *Config) { c.Region, c.BaseURL = "", "http://user:hunter2@127.0.0.1:port" },
+			`chatapi: BaseURL: is not a URL: invalid port ":port" after host`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
