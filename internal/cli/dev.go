@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"net"
 
 	"github.com/timq/timq/internal/devrun"
 )
@@ -20,6 +21,13 @@ func runDev(ctx context.Context, env *Env, args []string) error {
 	}
 	if err := devrun.CheckSampleRate(opts.SampleRate); err != nil {
 		return UsageError("--sample-rate: %v", err)
+	}
+	if opts.Duration < 0 {
+		return UsageError("--duration: must not be negative (0: run until Ctrl-C), got %v", opts.Duration)
+	}
+	// Checked before Redis, the emulator and the worker start for nothing.
+	if _, err := net.ResolveTCPAddr("tcp", opts.DashboardAddr); err != nil {
+		return UsageError("--addr: want HOST:PORT, got %q: %v", opts.DashboardAddr, err)
 	}
 	log, err := lf.logger(env)
 	if err != nil {

@@ -38,19 +38,6 @@ func TestWorkerRefusesARateItCannotPaceBy(t *testing.T) {
 	}
 }
 
-// A sample rate whose interval a ticker cannot take (NaN, infinite, too
-// small or too large) is a usage error naming the flag; it once panicked
-// the dev run after it had started Redis, the emulator and the worker.
-func TestDevRefusesASampleRateItCannotTick(t *testing.T) {
-	t.Parallel()
-	for _, v := range []string{"NaN", "Inf", "1e-12", "1e6"} {
-		env, _, errb := simEnv(map[string]string{})
-		if code := Main(context.Background(), env, []string{"dev", "--sample-rate", v, "--addr", "127.0.0.1:0"}); code != 2 || !strings.Contains(errb.String(), "--sample-rate: must be negative (none) or from 0.001 to 1000 per second") {
-			t.Errorf("--sample-rate %s: exit %d, stderr %q; want 2 and the bounds", v, code, errb)
-		}
-	}
-}
-
 // The worker's numeric flags have the bounds of their settings, and a
 // value out of them is a usage error naming the flag, not the Config field
 // (or, for 0, the default in disguise).
