@@ -236,3 +236,46 @@ func TestWorkerProcs(t *testing.T) {
 		}
 	}
 }
+
+// TestDashRefusesABadRootPath: a --root-path the dashboard cannot route
+// (these panicked in http.ServeMux before) is a one-line usage error naming
+// the flag, before any setting is read or any address is listened on.
+func TestDashRefusesABadRootPath(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ root, why string }{
+		{"//", `must be a clean path, without "//", "." or ".." segments, such as /timq`},
+		{"/x/../y", `must be a clean path, without "//", "." or ".." segments, such as /timq`},
+		{"/a b/", `may hold only ASCII letters, digits and "/", "-", ".", "_", "~"`},
+		{"timq", "must start with /"},
+	} {
+		env, out, errb := simEnv(map[string]string{"TIMQ_REDIS_URL": "redis://127.0.0.1:1/0"})
+		code := Main(context.Background(), env, []string{"dash", "--addr", "127.0.0.1:0", "--root-path", tc.root})
+		want := "timq dash: --root-path " + strconv.Quote(tc.root) + ": " + tc.why + "\n"
+		if code != 2 || errb.String() != want || out.String() != "" {
+			t.Errorf("--root-path %q: exit %d, stderr %q, stdout %q; want 2 and stderr %q", tc.root, code, errb, out, want)
+		}
+	}
+}
+
+// TestDashServesUnderARootPath: a --root-path with a trailing slash serves
+// under the path without it.
+func TestDashServesUnderARootPath(t *testing.T) {
+	t.Parallel()
+	r := testenv.Redis(t)
+	addr := freeAddr(t)
+	env, _, errb := simEnv(map[string]string{"TIMQ_REDIS_URL": r.URL()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- Main(ctx, env, []string{"dash", "--addr", addr, "--root-path", "/monitoring/"}) }()
+	getUntil(t, "http://"+addr+"/monitoring/dlq/api/entries", nil, 200)
+	getUntil(t, "http://"+addr+"/dlq/api/entries", nil, 404)
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("dash exit %d after its context ended, want 0; stderr:\n%s", code, errb)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("dash did not stop")
+	}
+}

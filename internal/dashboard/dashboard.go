@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"strings"
 
 	"github.com/hibiken/asynq"
@@ -19,7 +20,8 @@ type Config struct {
 	// Redis is where timq's queues and dead-letter store are. Required.
 	Redis asynq.RedisConnOpt
 	// RootPath is the URL path the dashboard lives under, such as
-	// "/dashboard". Defaults to "/".
+	// "/dashboard". Defaults to "/". It must pass CheckRootPath: New
+	// refuses anything else with an error naming RootPath.
 	RootPath string
 	// ReadOnly makes asynqmon refuse every request but GET, so the
 	// dashboard cannot delete, run, archive, cancel or pause anything. The
@@ -62,8 +64,8 @@ func New(cfg Config) (*Dashboard, error) {
 	if cfg.RootPath == "" {
 		cfg.RootPath = "/"
 	}
-	if !strings.HasPrefix(cfg.RootPath, "/") {
-		return nil, fmt.Errorf("dashboard: RootPath %q: must start with /", cfg.RootPath)
+	if err := CheckRootPath(cfg.RootPath); err != nil {
+		return nil, fmt.Errorf("dashboard: RootPath %q: %w", cfg.RootPath, err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -81,7 +83,31 @@ func New(cfg Config) (*Dashboard, error) {
 		ReadOnly:         cfg.ReadOnly,
 	})
 	web := &dlqWeb{store: dlq.New(rdb), root: root, log: cfg.Logger}
-	mux := http.NewServeMux()
+	mux, err := newMux(root, web, mon)
+	if err != nil {
+		mon.Close()
+		rdb.Close()
+		return nil, fmt.Errorf("dashboard: RootPath %q: %w", cfg.RootPath, err)
+	}
+	var h http.Handler = mux
+	h = http.NewCrossOriginProtection().Handler(h)
+	h = securityHeaders(h)
+	h = cfg.Auth.Middleware(h)
+	return &Dashboard{handler: h, mon: mon, rdb: rdb, root: root}, nil
+}
+
+// newMux routes the dead-letter view and asynqmon (mon) under root, which
+// is a RootPath without its trailing slash. http.ServeMux panics on a
+// pattern it cannot parse; newMux returns that panic as an error instead.
+// CheckRootPath keeps such roots out, so the error is a second line of
+// defence.
+func newMux(root string, web *dlqWeb, mon http.Handler) (mux *http.ServeMux, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			mux, err = nil, fmt.Errorf("cannot route it: %v", p)
+		}
+	}()
+	mux = http.NewServeMux()
 	mux.HandleFunc("GET "+root+"/dlq/api/entries", web.list)
 	mux.HandleFunc("GET "+root+"/dlq/api/entries/{id...}", web.get)
 	mux.HandleFunc("GET "+root+"/dlq/{$}", web.html)
@@ -90,11 +116,40 @@ func New(cfg Config) (*Dashboard, error) {
 	if root != "" {
 		mux.Handle(root, http.RedirectHandler(root+"/", http.StatusFound))
 	}
-	var h http.Handler = mux
-	h = http.NewCrossOriginProtection().Handler(h)
-	h = securityHeaders(h)
-	h = cfg.Auth.Middleware(h)
-	return &Dashboard{handler: h, mon: mon, rdb: rdb, root: root}, nil
+	return mux, nil
+}
+
+// CheckRootPath reports whether p can be a dashboard's RootPath: "" or "/"
+// (the root), or a clean absolute path such as "/timq" or "/ops/timq",
+// optionally ending in one "/". Each segment may hold only ASCII letters,
+// digits, "-", ".", "_" and "~" (the characters a URL path needs no
+// escaping for), so "//", "/x/../y", "/a b/", "/{id}" and control
+// characters are refused. The error does not repeat p; callers name the
+// option.
+func CheckRootPath(p string) error {
+	if p == "" || p == "/" {
+		return nil
+	}
+	if !strings.HasPrefix(p, "/") {
+		return errors.New("must start with /")
+	}
+	for _, c := range p {
+		if !isRootPathChar(c) {
+			return errors.New(`may hold only ASCII letters, digits and "/", "-", ".", "_", "~"`)
+		}
+	}
+	if root := strings.TrimSuffix(p, "/"); root == "/" || path.Clean(root) != root {
+		return errors.New(`must be a clean path, without "//", "." or ".." segments, such as /timq`)
+	}
+	return nil
+}
+
+func isRootPathChar(c rune) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.ContainsRune("/-._~", c)
 }
 
 // ServeHTTP implements http.Handler.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -200,5 +201,84 @@ func TestNewValidates(t *testing.T) {
 			d.Close()
 			t.Errorf("%s: New accepted it", name)
 		}
+	}
+}
+
+// TestNewRefusesABadRootPath: a RootPath http.ServeMux cannot route (it
+// panicked on these before) or asynqmon's router would read as a pattern
+// is refused with an error naming RootPath, not a panic.
+func TestNewRefusesABadRootPath(t *testing.T) {
+	t.Parallel()
+	r := testenv.Redis(t)
+	const (
+		unclean = `must be a clean path, without "//", "." or ".." segments, such as /timq`
+		chars   = `may hold only ASCII letters, digits and "/", "-", ".", "_", "~"`
+	)
+	for _, tc := range []struct{ root, want string }{
+		{"//", unclean},
+		{"/x/../y", unclean},
+		{"/a b/", chars},
+		{"///", unclean},
+		{"/monitoring//", unclean},
+		{"/./x", unclean},
+		{"/x/.", unclean},
+		{"/..", unclean},
+		{"/{id}", chars},
+		{"/{$}", chars},
+		{"/a\x00b", chars},
+		{"/a\nb", chars},
+		{"/ä", chars},
+		{"/a%2Fb", chars},
+		{"dash", "must start with /"},
+		{" /", "must start with /"},
+	} {
+		want := fmt.Sprintf("dashboard: RootPath %q: %s", tc.root, tc.want)
+		d, err := dashboard.New(dashboard.Config{Redis: r.ConnOpt(), RootPath: tc.root})
+		if err == nil {
+			d.Close()
+			t.Errorf("RootPath %q: New accepted it", tc.root)
+			continue
+		}
+		if err.Error() != want {
+			t.Errorf("RootPath %q: error %q, want %q", tc.root, err, want)
+		}
+		if err := dashboard.CheckRootPath(tc.root); err == nil || err.Error() != tc.want {
+			t.Errorf("CheckRootPath(%q) = %v, want %q", tc.root, err, tc.want)
+		}
+	}
+}
+
+// TestNewAcceptsACleanRootPath serves the dead-letter API under each root
+// and reports the root without its trailing slash.
+func TestNewAcceptsACleanRootPath(t *testing.T) {
+	t.Parallel()
+	r := testenv.Redis(t)
+	seedDLQ(t, r, 1)
+	bearer := map[string]string{"Authorization": "Bearer tok"}
+	for _, tc := range []struct{ root, want string }{
+		{"", ""},
+		{"/", ""},
+		{"/monitoring", "/monitoring"},
+		{"/monitoring/", "/monitoring"},
+		{"/ops/timq-1.2_~", "/ops/timq-1.2_~"},
+		{"/...", "/..."},
+	} {
+		if err := dashboard.CheckRootPath(tc.root); err != nil {
+			t.Errorf("CheckRootPath(%q) = %v, want nil", tc.root, err)
+		}
+		d, err := dashboard.New(dashboard.Config{Redis: r.ConnOpt(), RootPath: tc.root, Auth: dashboard.Auth{Token: "tok"}})
+		if err != nil {
+			t.Errorf("RootPath %q: %v", tc.root, err)
+			continue
+		}
+		if got := d.RootPath(); got != tc.want {
+			t.Errorf("RootPath %q: Dashboard.RootPath() = %q, want %q", tc.root, got, tc.want)
+		}
+		srv := httptest.NewServer(d)
+		if code, body := do(t, "GET", srv.URL+tc.want+"/dlq/api/entries", nil, bearer); code != 200 || !strings.Contains(body, `"total": 1`) {
+			t.Errorf("RootPath %q: GET %s/dlq/api/entries: %d %.200s, want 200 with one entry", tc.root, tc.want, code, body)
+		}
+		srv.Close()
+		d.Close()
 	}
 }
