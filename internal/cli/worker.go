@@ -171,7 +171,7 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return UsageError("%v", err)
 		}
-		cfg.Logger.Info("connecting", "redis", s.redis.Display, "api", apiDisplay(s.api), "gomaxprocs", runtime.GOMAXPROCS(0),
+		cfg.Logger.Info("connecting", "redis", s.redis.Display, "api", s.api.Display(), "gomaxprocs", runtime.GOMAXPROCS(0),
 			"sysmon_poll", schedtraceMS(getenvOr(env)("GODEBUG")) > 0)
 		return w.Run(ctx)
 	}
@@ -290,7 +290,7 @@ func runWorkerWithHTTP(ctx context.Context, env *Env, s *workerSettings, cfg wor
 		return fmt.Errorf("--http-addr: %w", err)
 	}
 
-	cfg.Logger.Info("connecting", "redis", s.redis.Display, "api", apiDisplay(s.api), "gomaxprocs", runtime.GOMAXPROCS(0),
+	cfg.Logger.Info("connecting", "redis", s.redis.Display, "api", s.api.Display(), "gomaxprocs", runtime.GOMAXPROCS(0),
 		"sysmon_poll", schedtraceMS(getenvOr(env)("GODEBUG")) > 0)
 	if err := w.Start(); err != nil {
 		ln.Close()
@@ -317,11 +317,4 @@ func runWorkerWithHTTP(ctx context.Context, env *Env, s *workerSettings, cfg wor
 		return fmt.Errorf("--http-addr: %w", serveErr)
 	}
 	return nil
-}
-
-func apiDisplay(a config.API) string {
-	if a.BaseURL != "" {
-		return a.BaseURL
-	}
-	return "region " + a.Region
 }

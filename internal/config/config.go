@@ -8,11 +8,15 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"math"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -76,7 +80,9 @@ type API struct {
 
 // LoadSigning reads TIMQ_SDKAPPID, TIMQ_SECRET_KEY or TIMQ_SECRET_KEY_FILE
 // (not both), and TIMQ_ADMIN (default "administrator"). The key is never
-// read from a flag, because flags show in ps.
+// read from a flag, because flags show in ps. TIMQ_SECRET_KEY_FILE must name
+// a regular file (or a symbolic link to one) of at most MaxSecretKeyFileBytes
+// bytes; its content, trimmed of surrounding white space, is the key.
 func LoadSigning(getenv func(string) string) (Signing, error) {
 	var s Signing
 	raw := strings.TrimSpace(getenv(EnvSDKAppID))
@@ -93,13 +99,9 @@ func LoadSigning(getenv func(string) string) (Signing, error) {
 	case key != "" && keyFile != "":
 		return s, fmt.Errorf("%s: set only one of %s and %s", EnvSecretKey, EnvSecretKey, EnvSecretKeyFile)
 	case keyFile != "":
-		b, err := os.ReadFile(keyFile)
-		if err != nil {
-			return s, fmt.Errorf("%s: cannot read the key file: %v", EnvSecretKeyFile, errors.Unwrap(err))
-		}
-		key = strings.TrimSpace(string(b))
-		if key == "" {
-			return s, fmt.Errorf("%s: the key file %s is empty", EnvSecretKeyFile, keyFile)
+		var err error
+		if key, err = readKeyFile(keyFile); err != nil {
+			return s, err
 		}
 	case key == "":
 		return s, fmt.Errorf("%s: must be set (or %s)", EnvSecretKey, EnvSecretKeyFile)
@@ -112,8 +114,72 @@ func LoadSigning(getenv func(string) string) (Signing, error) {
 	return s, nil
 }
 
+// MaxSecretKeyFileBytes is the largest TIMQ_SECRET_KEY_FILE LoadSigning
+// reads. A Tencent Cloud Chat secret key is 64 hexadecimal characters.
+const MaxSecretKeyFileBytes = 4096
+
+// readKeyFile returns the trimmed content of the TIMQ_SECRET_KEY_FILE at
+// name. It refuses anything but a regular file before reading, so a FIFO,
+// a device such as /dev/zero or a directory cannot block or exhaust memory,
+// and it reads at most MaxSecretKeyFileBytes+1 bytes. Errors name the
+// variable and the file, never the file's content.
+func readKeyFile(name string) (string, error) {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return "", fmt.Errorf("%s: cannot read the key file: %v", EnvSecretKeyFile, errors.Unwrap(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s: the key file %s is not a regular file (%s)", EnvSecretKeyFile, name, fileKind(fi.Mode()))
+	}
+	// O_NONBLOCK: should name become a FIFO between Stat and here, open
+	// must not wait for a writer; the Stat of the open file refuses it.
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return "", fmt.Errorf("%s: cannot read the key file: %v", EnvSecretKeyFile, errors.Unwrap(err))
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return "", fmt.Errorf("%s: cannot read the key file: %v", EnvSecretKeyFile, errors.Unwrap(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s: the key file %s is not a regular file (%s)", EnvSecretKeyFile, name, fileKind(fi.Mode()))
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxSecretKeyFileBytes+1))
+	if err != nil {
+		return "", fmt.Errorf("%s: cannot read the key file: %v", EnvSecretKeyFile, errors.Unwrap(err))
+	}
+	if len(b) > MaxSecretKeyFileBytes {
+		return "", fmt.Errorf("%s: the key file %s is longer than %d bytes", EnvSecretKeyFile, name, MaxSecretKeyFileBytes)
+	}
+	key := strings.TrimSpace(string(b))
+	if key == "" {
+		return "", fmt.Errorf("%s: the key file %s is empty", EnvSecretKeyFile, name)
+	}
+	return key, nil
+}
+
+// fileKind names the type of a file that is not a regular file.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	default:
+		return "mode " + m.Type().String()
+	}
+}
+
 // LoadAPI reads the signing settings plus TIMQ_REGION or TIMQ_API_BASE
-// (exactly one).
+// (exactly one). TIMQ_API_BASE must be an http:// or https:// URL with a
+// host and without user info; its errors show it with any user info
+// replaced by [REDACTED].
 func LoadAPI(getenv func(string) string) (API, error) {
 	sig, err := LoadSigning(getenv)
 	if err != nil {
@@ -125,10 +191,27 @@ func LoadAPI(getenv func(string) string) (API, error) {
 		return API{}, fmt.Errorf("%s: set only one of %s and %s", EnvAPIBase, EnvRegion, EnvAPIBase)
 	case a.Region == "" && a.BaseURL == "":
 		return API{}, fmt.Errorf("%s: must be set (cn, sgp, kr, jpn, ger, usa, idn, ind), or %s to a base URL", EnvRegion, EnvAPIBase)
-	case a.BaseURL != "" && !strings.HasPrefix(a.BaseURL, "http://") && !strings.HasPrefix(a.BaseURL, "https://"):
-		return API{}, fmt.Errorf("%s: must be an http:// or https:// URL, got %q", EnvAPIBase, a.BaseURL)
+	case a.Region != "":
+		return a, nil
+	}
+	u, err := url.Parse(a.BaseURL)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return API{}, fmt.Errorf("%s: must be an http:// or https:// URL, got %q", EnvAPIBase, redactURL(a.BaseURL))
+	case u.User != nil:
+		return API{}, fmt.Errorf("%s: must not hold a user name or password (requests are signed with a UserSig), got %q", EnvAPIBase, redactURL(a.BaseURL))
 	}
 	return a, nil
+}
+
+// Display describes where a calls, for logs: "region cn", or the base URL
+// with any user name and password replaced by [REDACTED] (LoadAPI refuses
+// them, but an API built by hand may hold them).
+func (a API) Display() string {
+	if a.BaseURL != "" {
+		return redactURL(a.BaseURL)
+	}
+	return "region " + a.Region
 }
 
 // Redis is where timq keeps its queues, dead letters and rate budget.
@@ -171,23 +254,59 @@ func LoadRedis(getenv func(string) string) (Redis, error) {
 	if err != nil {
 		return Redis{}, fmt.Errorf("%s: %v", EnvRedisURL, stripURL(err.Error(), raw))
 	}
+	if opt, err = checkRedisDB(opt, raw); err != nil {
+		return Redis{}, fmt.Errorf("%s: %v, got %s", EnvRedisURL, err, redactURL(raw))
+	}
 	return Redis{Conn: opt, Display: redactURL(raw)}, nil
 }
 
-// redactURL drops any password from a Redis URL.
+// checkRedisDB refuses a negative database number, which asynq accepts and
+// go-redis then treats as database 0 (it selects only a database above 0).
+// (redis-socket:// takes the database from ?db=, with the same rule.)
+// asynq reads no database from a redis-sentinel:// URL: it always uses
+// database 0, so a path naming another ("redis-sentinel://h:26379/2?master=m")
+// is refused rather than silently ignored; honouring it now would move
+// running workers away from the tasks they left in database 0. raw has
+// already parsed. Errors hold no part of raw, which may hold a password.
+func checkRedisDB(opt asynq.RedisConnOpt, raw string) (asynq.RedisConnOpt, error) {
+	switch o := opt.(type) {
+	case asynq.RedisClientOpt:
+		if o.DB < 0 && o.Network == "unix" {
+			return nil, errors.New("the database number (the db query parameter) must be a whole number >= 0")
+		}
+		if o.DB < 0 {
+			return nil, errors.New("the database number (the first path segment) must be a whole number >= 0")
+		}
+	case asynq.RedisFailoverClientOpt:
+		u, err := url.Parse(raw)
+		if err != nil { // not expected: asynq parsed it
+			return nil, errors.New("cannot parse it")
+		}
+		if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
+			return nil, errors.New("a redis-sentinel:// URL uses database 0 only (asynq reads no database from it): drop the path")
+		}
+	}
+	return opt, nil
+}
+
+// redactURL drops any user name and password from a URL (Redis or http):
+// everything between "://" (or the start, when there is no "://") and the
+// last "@" becomes [REDACTED].
 func redactURL(raw string) string {
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		return raw
+	prefix, rest := "", raw
+	if scheme, r, ok := strings.Cut(raw, "://"); ok {
+		prefix, rest = scheme+"://", r
 	}
 	if at := strings.LastIndex(rest, "@"); at >= 0 {
 		rest = "[REDACTED]@" + rest[at+1:]
 	}
-	return scheme + "://" + rest
+	return prefix + rest
 }
 
-// stripURL keeps a Redis password out of a parse error.
+// stripURL keeps a password out of a parse error that quotes raw, as
+// net/url's errors do, or holds it as is.
 func stripURL(msg, raw string) string {
+	msg = strings.ReplaceAll(msg, strconv.Quote(raw), strconv.Quote(redactURL(raw)))
 	return strings.ReplaceAll(msg, raw, redactURL(raw))
 }
 
