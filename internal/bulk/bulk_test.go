@@ -337,3 +337,61 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// changedText mixes good lines with lines encoding/json would quietly
+// change: invalid UTF-8, a lone surrogate, and repeated keys.
+const changedText = "{\"op\":\"clear\",\"GroupId\":\"@TGS#good1\"}\n" +
+	"{\"op\":\"clear\",\"GroupId\":\"@TGS#inv\xffalid\"}\n" +
+	"{\"op\":\"clear\",\"GroupId\":\"@TGS#\xc0\xaf\"}\n" +
+	"{\"op\":\"clear\",\"GroupId\":\"@TGS#中文群\"}\n" +
+	`{"op":"clear","OP":"recall","GroupId":"@TGS#Op2","MsgSeqList":[{"MsgSeq":1}]}` + "\n" +
+	`{"op":"clear","GroupId":"a","groupid":"b"}` + "\n" +
+	`{"op":"recall","GroupId":"g","MsgSeqList":[{"MsgSeq":1,"MsgSeq":2}]}` + "\n" +
+	`{"op":"clear","GroupId":"@TGS#\ud800"}` + "\n" +
+	"# a comment that is not UTF-8: caf\xe9\n" +
+	`{"op":"clear","GroupId":"@TGS#good2"}` + "\n"
+
+func TestRunChangedText(t *testing.T) {
+	t.Parallel()
+	wantErrs := `line 2: GroupId: is not valid UTF-8
+line 3: GroupId: is not valid UTF-8
+line 5: JSON: duplicate key "OP" (also "op")
+line 6: JSON: duplicate key "groupid" (also "GroupId")
+line 7: MsgSeqList[0]: duplicate key "MsgSeq" (also "MsgSeq")
+line 8: GroupId: has \ud800: half a UTF-16 surrogate pair without the other half, which is not a character
+`
+	// Without SkipInvalid nothing is enqueued.
+	var errs bytes.Buffer
+	q := &fakeEnqueuer{}
+	s, err := bulk.Run(context.Background(), strings.NewReader(changedText), q, bulk.Options{Errors: &errs})
+	if !errors.Is(err, bulk.ErrRejected) || err.Error() != "6 lines rejected" {
+		t.Fatalf("Run = %v, want 6 lines rejected", err)
+	}
+	if errs.String() != wantErrs {
+		t.Errorf("errors written:\n%s\nwant:\n%s", errs.String(), wantErrs)
+	}
+	if s.Lines != 10 || s.Skipped != 1 || s.Rejected != 6 || s.Tasks[tasks.TypeClear] != 3 || q.calls() != 0 {
+		t.Errorf("summary %+v with %d calls; want 10 lines, 1 skipped, 6 rejected, 3 clears, none enqueued", s, q.calls())
+	}
+	if len(s.Errors) != 6 || s.Errors[2] != (bulk.ErrorLine{Line: 5, Field: "JSON", Reason: `duplicate key "OP" (also "op")`}) {
+		t.Errorf("Summary.Errors = %+v", s.Errors)
+	}
+
+	// With SkipInvalid the good lines are enqueued, their text unchanged.
+	errs.Reset()
+	s, err = bulk.Run(context.Background(), strings.NewReader(changedText), q, bulk.Options{Errors: &errs, SkipInvalid: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs.String() != wantErrs {
+		t.Errorf("errors written:\n%s\nwant:\n%s", errs.String(), wantErrs)
+	}
+	if s.Rejected != 6 || !maps.Equal(s.Enqueued, map[string]int64{tasks.TypeClear: 3}) {
+		t.Errorf("summary %+v; want 6 rejected, 3 clears enqueued", s)
+	}
+	groups := q.groups()
+	slices.Sort(groups)
+	if got, want := strings.Join(groups, ","), "@TGS#good1,@TGS#good2,@TGS#中文群"; got != want {
+		t.Errorf("groups enqueued %s, want %s", got, want)
+	}
+}

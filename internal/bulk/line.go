@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/timq/timq/enqueue"
 	"github.com/timq/timq/tasks"
@@ -71,8 +72,21 @@ type (
 //
 // Parsing is strict: an unknown field, a value of the wrong JSON type or
 // data after the object is an error. Like encoding/json, field names match
-// case-insensitively. Every error is a *tasks.ValidationError whose Field
-// names the bad field, or "JSON" when the line is not a JSON object.
+// case-insensitively. Unlike encoding/json, which would quietly change such
+// a line, ParseLine also rejects a line that:
+//
+//   - is not valid UTF-8 (a skipped line may be anything): Field is the
+//     string value holding the bad bytes ("GroupId") with Reason "is not
+//     valid UTF-8", or the object holding a bad key, or else "JSON" with a
+//     Reason giving the position of the first bad byte;
+//   - has an escaped lone UTF-16 surrogate such as \ud800 in a string;
+//   - has an object, at any depth, that repeats a key: a key equal to an
+//     earlier key of the same object once unescaped, ignoring case as
+//     bytes.EqualFold does. Field is the object ("MsgSeqList[3]", or "JSON"
+//     for the top level) and Reason reads `duplicate key "OP" (also "op")`.
+//
+// Every error is a *tasks.ValidationError whose Field names the bad field,
+// or "JSON" when the line is not a JSON object.
 func ParseLine(line []byte) ([]tasks.Payload, error) {
 	if len(line) > MaxLineBytes {
 		return nil, lineTooLong(int64(len(line)))
@@ -84,9 +98,21 @@ func ParseLine(line []byte) ([]tasks.Payload, error) {
 		Op *string `json:"op"`
 	}
 	// The head is read leniently (other fields ignored); strictDecode then
-	// reads the whole line strictly.
-	if err := json.NewDecoder(bytes.NewReader(line)).Decode(&head); err != nil {
-		return nil, jsonError(err)
+	// reads the whole line strictly. A type error still means the JSON
+	// value is well formed, so checkText can run on it first.
+	headErr := json.NewDecoder(bytes.NewReader(line)).Decode(&head)
+	var te *json.UnmarshalTypeError
+	if headErr != nil && !errors.As(headErr, &te) {
+		if ve := notUTF8(line); ve != nil {
+			return nil, ve
+		}
+		return nil, jsonError(headErr)
+	}
+	if ve := checkText(line); ve != nil {
+		return nil, ve
+	}
+	if headErr != nil {
+		return nil, jsonError(headErr)
 	}
 	var (
 		p   tasks.Payload
@@ -119,6 +145,23 @@ func ParseLine(line []byte) ([]tasks.Payload, error) {
 		return nil, &tasks.ValidationError{Field: "JSON", Reason: err.Error()}
 	}
 	return parts, nil
+}
+
+// notUTF8 returns the error for a line that is not valid UTF-8, giving the
+// position (from 1) and value of the first bad byte, or nil if line is valid.
+func notUTF8(line []byte) *tasks.ValidationError {
+	if utf8.Valid(line) {
+		return nil
+	}
+	i := 0
+	for {
+		r, n := utf8.DecodeRune(line[i:])
+		if r == utf8.RuneError && n == 1 {
+			break
+		}
+		i += n
+	}
+	return &tasks.ValidationError{Field: "JSON", Reason: fmt.Sprintf("is not valid UTF-8 (byte %d is %#x)", i+1, line[i])}
 }
 
 func lineTooLong(n int64) *tasks.ValidationError {
