@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -89,15 +90,7 @@ func TestDashServesBehindCredentials(t *testing.T) {
 	bearer := map[string]string{"Authorization": "Bearer tok-dash-test"}
 	getUntil(t, base+"/api/queues", bearer, 200)
 	getUntil(t, base+"/dlq/api/entries", bearer, 200)
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Errorf("dash exit %d after its context ended, want 0; stderr:\n%s", code, errb)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("dash did not stop")
-	}
+	stopDash(t, cancel, done, errb)
 	if strings.Contains(errb.String(), "tok-dash-test") {
 		t.Errorf("dash logged its token:\n%s", errb)
 	}
@@ -269,6 +262,13 @@ func TestDashServesUnderARootPath(t *testing.T) {
 	go func() { done <- Main(ctx, env, []string{"dash", "--addr", addr, "--root-path", "/monitoring/"}) }()
 	getUntil(t, "http://"+addr+"/monitoring/dlq/api/entries", nil, 200)
 	getUntil(t, "http://"+addr+"/dlq/api/entries", nil, 404)
+	stopDash(t, cancel, done, errb)
+}
+
+// stopDash cancels a running `timq dash` and checks that it exits 0 within
+// 15 s; errb is its stderr, shown when it does not.
+func stopDash(t *testing.T, cancel context.CancelFunc, done <-chan int, errb fmt.Stringer) {
+	t.Helper()
 	cancel()
 	select {
 	case code := <-done:
