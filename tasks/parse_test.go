@@ -110,6 +110,14 @@ func TestParseRejects(t *testing.T) {
 		{"null is validated", tasks.TypeClear, `null`, "GroupId", "is required"},
 		{"invalid value", tasks.TypeRecall, `{"GroupId":"g","MsgSeqList":[{"MsgSeq":1},{"MsgSeq":0}]}`, "MsgSeqList[1].MsgSeq", "at least 1"},
 		{"eleven messages", tasks.TypeRecall, `{"GroupId":"g","MsgSeqList":[` + strings.Repeat(`{"MsgSeq":1},`, 10) + `{"MsgSeq":1}]}`, "MsgSeqList", "more than the 10"},
+		// What encoding/json would change without a word (a foreign
+		// producer's payload): a repeated key, even in another case, would
+		// win over the first; invalid UTF-8 and a lone surrogate would
+		// become U+FFFD.
+		{"repeated key in another case", tasks.TypeClear, `{"GroupId":"a","groupid":"b"}`, "payload", `duplicate key "groupid" (also "GroupId")`},
+		{"repeated nested key", tasks.TypeRecall, `{"GroupId":"g","MsgSeqList":[{"MsgSeq":1,"MsgSeq":2}]}`, "MsgSeqList[0]", `duplicate key "MsgSeq"`},
+		{"GroupId not UTF-8", tasks.TypeClear, "{\"GroupId\":\"g\xff\"}", "GroupId", "is not valid UTF-8"},
+		{"lone surrogate", tasks.TypeRecall, `{"GroupId":"g","Reason":"\ud800","MsgSeqList":[{"MsgSeq":1}]}`, "Reason", `has \ud800`},
 		{"bad body element", tasks.TypeModify, `{"GroupId":"g","MsgSeq":1,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":5}}]}`, "MsgBody[0].MsgContent.Text", "must be a string"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,6 +22,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/timq/timq/internal/jsonguard"
 )
 
 // Task type names. Part of the wire contract: never rename.
@@ -169,6 +171,16 @@ func decode[T any, P payloadPtr[T]](payload []byte) (T, error) {
 	var v T
 	if len(payload) > MaxPayloadBytes {
 		return v, &ValidationError{Field: "payload", Reason: fmt.Sprintf("is %d bytes, more than the %d allowed", len(payload), MaxPayloadBytes)}
+	}
+	// What encoding/json would change without a word (invalid UTF-8, a
+	// repeated key, even in another case) is refused first: a foreign
+	// producer's {"GroupId":"a","groupid":"b"} would name group b.
+	if e := jsonguard.Check(payload); e != nil {
+		field := e.Field
+		if field == "JSON" {
+			field = "payload"
+		}
+		return v, &ValidationError{Field: field, Reason: e.Reason}
 	}
 	if err := strictUnmarshal(payload, &v); err != nil {
 		return v, &ValidationError{Field: "payload", Reason: err.Error()}

@@ -8,9 +8,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/timq/timq/enqueue"
+	"github.com/timq/timq/internal/jsonguard"
 	"github.com/timq/timq/tasks"
 )
 
@@ -99,17 +99,17 @@ func ParseLine(line []byte) ([]tasks.Payload, error) {
 	}
 	// The head is read leniently (other fields ignored); strictDecode then
 	// reads the whole line strictly. A type error still means the JSON
-	// value is well formed, so checkText can run on it first.
+	// value is well formed, so jsonguard.Check can run on it first.
 	headErr := json.NewDecoder(bytes.NewReader(line)).Decode(&head)
 	var te *json.UnmarshalTypeError
 	if headErr != nil && !errors.As(headErr, &te) {
-		if ve := notUTF8(line); ve != nil {
-			return nil, ve
+		if ge := jsonguard.NotUTF8(line); ge != nil {
+			return nil, validationError(ge)
 		}
 		return nil, jsonError(headErr)
 	}
-	if ve := checkText(line); ve != nil {
-		return nil, ve
+	if ge := jsonguard.Check(line); ge != nil {
+		return nil, validationError(ge)
 	}
 	if headErr != nil {
 		return nil, jsonError(headErr)
@@ -147,21 +147,9 @@ func ParseLine(line []byte) ([]tasks.Payload, error) {
 	return parts, nil
 }
 
-// notUTF8 returns the error for a line that is not valid UTF-8, giving the
-// position (from 1) and value of the first bad byte, or nil if line is valid.
-func notUTF8(line []byte) *tasks.ValidationError {
-	if utf8.Valid(line) {
-		return nil
-	}
-	i := 0
-	for {
-		r, n := utf8.DecodeRune(line[i:])
-		if r == utf8.RuneError && n == 1 {
-			break
-		}
-		i += n
-	}
-	return &tasks.ValidationError{Field: "JSON", Reason: fmt.Sprintf("is not valid UTF-8 (byte %d is %#x)", i+1, line[i])}
+// validationError is e as the *tasks.ValidationError ParseLine returns.
+func validationError(e *jsonguard.Error) *tasks.ValidationError {
+	return &tasks.ValidationError{Field: e.Field, Reason: e.Reason}
 }
 
 func lineTooLong(n int64) *tasks.ValidationError {

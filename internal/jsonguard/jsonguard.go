@@ -1,4 +1,11 @@
-package bulk
+// Package jsonguard finds what encoding/json would change in a JSON text
+// without a word, so that a caller can refuse the text instead: invalid
+// UTF-8 and escaped lone UTF-16 surrogates ("\ud800"), which encoding/json
+// turns into U+FFFD, and an object that repeats a key, which encoding/json
+// matches to struct fields ignoring case and lets the later key win. So
+// {"op":"clear","OP":"recall",...} would decode as a recall, and a GroupId
+// with a stray byte would name another group.
+package jsonguard
 
 import (
 	"bytes"
@@ -8,18 +15,19 @@ import (
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
-
-	"github.com/timq/timq/tasks"
 )
 
-// encoding/json changes some lines without a word: it replaces invalid
-// UTF-8 and escaped lone UTF-16 surrogates ("\ud800") in strings with
-// U+FFFD, matches an object's keys to struct fields ignoring case, and lets
-// a later key overwrite an earlier one. So {"op":"clear","OP":"recall",...}
-// would decode as a recall, and a GroupId with a stray byte would name
-// another group. checkText rejects such lines before they are decoded.
+// Error names where a JSON text is wrong and why. Field is "JSON" for the
+// text as a whole or its top level, else a path such as "GroupId",
+// "MsgSeqList[2]" or "MsgBody[0].MsgContent".
+type Error struct {
+	Field  string
+	Reason string
+}
 
-// manyKeys is how many keys an object may hold before checkText looks its
+func (e *Error) Error() string { return e.Field + ": " + e.Reason }
+
+// manyKeys is how many keys an object may hold before Check looks its
 // keys up in a map instead of comparing each new key with every earlier one.
 const manyKeys = 32
 
@@ -40,8 +48,8 @@ type frame struct {
 	folded map[string]int // objects of more than manyKeys keys: folded key -> index in keys
 }
 
-// checkText checks the first JSON value of line, which must be syntactically
-// valid JSON (checkText stops, reporting nothing, at anything it does not
+// Check checks the first JSON value of line, which must be syntactically
+// valid JSON (Check stops, reporting nothing, at anything it does not
 // expect). It returns the first of these, in the order they appear:
 //
 //   - a string that is not valid UTF-8: Field is the path of the value
@@ -56,17 +64,17 @@ type frame struct {
 //
 // When there is none of these but line is not valid UTF-8 (outside the
 // strings of the value, such as in data after it), it returns the error of
-// notUTF8. Otherwise it returns nil.
-func checkText(line []byte) *tasks.ValidationError {
+// NotUTF8. Otherwise it returns nil.
+func Check(line []byte) *Error {
 	c := &textChecker{line: line, validUTF: utf8.Valid(line)}
 	ve := c.run()
 	if ve == nil && !c.validUTF {
-		ve = notUTF8(line) // outside the strings of the value
+		ve = NotUTF8(line) // outside the strings of the value
 	}
 	return ve
 }
 
-func (c *textChecker) run() *tasks.ValidationError {
+func (c *textChecker) run() *Error {
 	line := c.line
 	expectKey := false // the next string is a key of the innermost object
 	for i := 0; i < len(line); {
@@ -113,16 +121,16 @@ func (c *textChecker) run() *tasks.ValidationError {
 			raw := line[i+1 : end]
 			switch {
 			case isKey && lone != nil:
-				return &tasks.ValidationError{Field: c.path(len(c.frames) - 1), Reason: fmt.Sprintf("has the key %s, with %s: %s", line[i:end+1], lone, loneReason)}
+				return &Error{Field: c.path(len(c.frames) - 1), Reason: fmt.Sprintf("has the key %s, with %s: %s", line[i:end+1], lone, loneReason)}
 			case lone != nil:
-				return &tasks.ValidationError{Field: c.path(len(c.frames)), Reason: fmt.Sprintf("has %s: %s", lone, loneReason)}
+				return &Error{Field: c.path(len(c.frames)), Reason: fmt.Sprintf("has %s: %s", lone, loneReason)}
 			case isKey:
 				if ve := c.addKey(line[i:end+1], escaped); ve != nil {
 					return ve
 				}
 				expectKey = false
 			case !c.validUTF && !utf8.Valid(raw):
-				return &tasks.ValidationError{Field: c.path(len(c.frames)), Reason: "is not valid UTF-8"}
+				return &Error{Field: c.path(len(c.frames)), Reason: "is not valid UTF-8"}
 			}
 			if len(c.frames) == 0 {
 				return nil // the value was a string
@@ -216,11 +224,11 @@ func hex4(line []byte, i int) (rune, bool) {
 
 // addKey records quoted, a key of the innermost object with its quotes,
 // reporting a key that is not valid UTF-8 or repeats an earlier one.
-func (c *textChecker) addKey(quoted []byte, escaped bool) *tasks.ValidationError {
+func (c *textChecker) addKey(quoted []byte, escaped bool) *Error {
 	f := &c.frames[len(c.frames)-1]
 	key := quoted[1 : len(quoted)-1]
 	if !c.validUTF && !utf8.Valid(key) {
-		return &tasks.ValidationError{Field: c.path(len(c.frames) - 1), Reason: fmt.Sprintf("has the key %q, which is not valid UTF-8", key)}
+		return &Error{Field: c.path(len(c.frames) - 1), Reason: fmt.Sprintf("has the key %q, which is not valid UTF-8", key)}
 	}
 	if escaped {
 		var s string
@@ -243,7 +251,7 @@ func (c *textChecker) addKey(quoted []byte, escaped bool) *tasks.ValidationError
 		}
 	}
 	if earlier >= 0 {
-		return &tasks.ValidationError{
+		return &Error{
 			Field:  c.path(len(c.frames) - 1),
 			Reason: fmt.Sprintf("duplicate key %q (also %q)", key, c.keys[earlier]),
 		}
@@ -300,4 +308,22 @@ func foldKey(key []byte) string {
 		out = utf8.AppendRune(out, r)
 	}
 	return string(out)
+}
+
+// NotUTF8 returns the error for data that is not valid UTF-8, giving the
+// position (from 1) and value of the first bad byte, or nil if data is
+// valid.
+func NotUTF8(data []byte) *Error {
+	if utf8.Valid(data) {
+		return nil
+	}
+	i := 0
+	for {
+		r, n := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && n == 1 {
+			break
+		}
+		i += n
+	}
+	return &Error{Field: "JSON", Reason: fmt.Sprintf("is not valid UTF-8 (byte %d is %#x)", i+1, data[i])}
 }

@@ -1,4 +1,4 @@
-package bulk
+package jsonguard
 
 import (
 	"bytes"
@@ -53,11 +53,11 @@ func TestCheckTextManyKeys(t *testing.T) {
 		{`[{"a":1},{"a":2},{"A":3,"b":[],"a":4}]`, `[2]: duplicate key "a" (also "A")`},
 	} {
 		var got string
-		if ve := checkText([]byte(tc.json)); ve != nil {
+		if ve := Check([]byte(tc.json)); ve != nil {
 			got = ve.Error()
 		}
 		if got != tc.want {
-			t.Errorf("checkText(%.60s...) = %q, want %q", tc.json, got, tc.want)
+			t.Errorf("Check(%.60s...) = %q, want %q", tc.json, got, tc.want)
 		}
 	}
 }
@@ -67,13 +67,13 @@ func BenchmarkCheckText(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(line)))
 	for b.Loop() {
-		if ve := checkText(line); ve != nil {
+		if ve := Check(line); ve != nil {
 			b.Fatal(ve)
 		}
 	}
 }
 
-// FuzzCheckText checks that checkText never panics and, on valid JSON,
+// FuzzCheckText checks that Check never panics and, on valid JSON,
 // finds a repeated key exactly when a walk of json.Decoder tokens does.
 func FuzzCheckText(f *testing.F) {
 	for _, s := range []string{
@@ -84,12 +84,12 @@ func FuzzCheckText(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
-		ve := checkText(line)
+		ve := Check(line)
 		if !json.Valid(line) || (ve != nil && !strings.HasPrefix(ve.Reason, "duplicate key ")) {
 			return
 		}
 		if got, want := ve != nil, hasRepeatedKey(t, line); got != want {
-			t.Fatalf("checkText(%q) = %v; json.Decoder finds a repeated key: %v", line, ve, want)
+			t.Fatalf("Check(%q) = %v; json.Decoder finds a repeated key: %v", line, ve, want)
 		}
 	})
 }
