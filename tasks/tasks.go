@@ -172,18 +172,19 @@ func decode[T any, P payloadPtr[T]](payload []byte) (T, error) {
 	if len(payload) > MaxPayloadBytes {
 		return v, &ValidationError{Field: "payload", Reason: fmt.Sprintf("is %d bytes, more than the %d allowed", len(payload), MaxPayloadBytes)}
 	}
-	// What encoding/json would change without a word (invalid UTF-8, a
-	// repeated key, even in another case) is refused first: a foreign
-	// producer's {"GroupId":"a","groupid":"b"} would name group b.
+	if err := strictUnmarshal(payload, &v); err != nil {
+		return v, &ValidationError{Field: "payload", Reason: err.Error()}
+	}
+	// What encoding/json changed without a word (invalid UTF-8, a repeated
+	// key, even in another case) is refused too: a foreign producer's
+	// {"GroupId":"a","groupid":"b"} would name group b.
 	if e := jsonguard.Check(payload); e != nil {
+		var zero T
 		field := e.Field
 		if field == "JSON" {
 			field = "payload"
 		}
-		return v, &ValidationError{Field: field, Reason: e.Reason}
-	}
-	if err := strictUnmarshal(payload, &v); err != nil {
-		return v, &ValidationError{Field: "payload", Reason: err.Error()}
+		return zero, &ValidationError{Field: field, Reason: e.Reason}
 	}
 	if err := P(&v).Validate(); err != nil {
 		return v, err

@@ -43,6 +43,9 @@ func TestForeignProducerBadInputIsDeadLettered(t *testing.T) {
 		{"control character in GroupId", tasks.TypeClear, `{"GroupId":"g\u0000x"}`, "GroupId: has a control character"},
 		{"too many recalls", tasks.TypeRecall, `{"GroupId":"g","MsgSeqList":[` + strings.Repeat(`{"MsgSeq":1},`, 11)[:13*11-1] + `]}`, "MsgSeqList"},
 		{"unknown task type in a timq queue", "timq:bogus", `{"GroupId":"g"}`, "timq:bogus"},
+		// encoding/json would take the second, in another case, as GroupId.
+		{"repeated key in another case", tasks.TypeClear, `{"GroupId":"g","groupid":"h"}`, `payload: duplicate key "groupid" (also "GroupId")`},
+		{"GroupId not UTF-8", tasks.TypeClear, "{\"GroupId\":\"g\xffx\"}", "GroupId: is not valid UTF-8"},
 	}
 	ids := map[string]int{}
 	for i, c := range cases {
