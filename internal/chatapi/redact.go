@@ -1,7 +1,9 @@
 package chatapi
 
 import (
+	"fmt"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -28,23 +30,48 @@ func redactURL(rawURL string) string {
 	return out
 }
 
+// usersigParam matches a usersig query parameter wherever a string carries
+// one (an echoed request line, a proxy's error page): its name in any case,
+// with "=" raw or percent-escaped, and its value up to the next separator.
+// Redacting by the parameter catches a sig in spellings that the value
+// match below cannot foresee.
+var usersigParam = regexp.MustCompile(`(?i)(usersig(?:=|%3d))[^&\s"'<>#\\]*`)
+
 // scrubber removes secrets from strings: the secret key (captured in a
-// closure, like signer's) and any sig passed in.
+// closure, like signer's), any sig passed in, and the value of every usersig
+// parameter. It runs on error paths only (answers that failed), so it may
+// compile a pattern per secret.
 type scrubber func(s string, sigs ...string) string
 
 func newScrubber(key string) scrubber {
 	return func(s string, sigs ...string) string {
+		s = usersigParam.ReplaceAllString(s, "${1}"+redacted)
 		for _, secret := range append(sigs, key) {
 			if secret == "" {
 				continue
 			}
-			s = strings.ReplaceAll(s, secret, redacted)
-			if esc := url.QueryEscape(secret); esc != secret {
-				s = strings.ReplaceAll(s, esc, redacted)
-			}
+			s = spellings(secret).ReplaceAllLiteralString(s, redacted)
 		}
 		return s
 	}
+}
+
+// spellings returns a pattern that matches secret however a URL may carry
+// it: each byte raw or percent-escaped with either case of hex digits, and
+// a space also as "+". So "a/b" matches "a/b", "a%2Fb" and "a%2fb", and a
+// partly escaped copy matches too.
+func spellings(secret string) *regexp.Regexp {
+	var b strings.Builder
+	for i := 0; i < len(secret); i++ {
+		c := secret[i]
+		b.WriteString("(?:")
+		b.WriteString(regexp.QuoteMeta(string(c)))
+		if c == ' ' {
+			b.WriteString("|\\+")
+		}
+		fmt.Fprintf(&b, "|%%(?i:%02x))", c)
+	}
+	return regexp.MustCompile(b.String())
 }
 
 // redactedError is an error whose message had secrets removed. It unwraps to

@@ -105,3 +105,107 @@ func TestSnippet(t *testing.T) {
 		}
 	}
 }
+
+// An answer may echo the request line in any spelling a URL allows: escapes
+// in either case (some gateways lower-case them), decoded, or partly escaped.
+// None of them may carry the sig or the key out.
+func TestScrubberMatchesEverySpelling(t *testing.T) {
+	t.Parallel()
+	sc := newScrubber(testKey)
+	sig := "eJw*ab/c+d=e_f-"
+	upper := url.QueryEscape(sig)
+	lower := strings.ToLower(upper[:0]) // built below so that only escapes change case
+	for i := 0; i < len(upper); i++ {
+		if upper[i] == '%' {
+			lower += "%" + strings.ToLower(upper[i+1:i+3])
+			i += 2
+			continue
+		}
+		lower += upper[i : i+1]
+	}
+	partly := strings.Replace(upper, "%2A", "*", 1)
+	forms := map[string]string{
+		"raw":              sig,
+		"upper escapes":    upper,
+		"lower escapes":    lower,
+		"partly escaped":   partly,
+		"key":              testKey,
+		"key lower-escape": strings.ToLower(url.QueryEscape(testKey)),
+	}
+	for name, form := range forms {
+		for _, line := range []string{
+			"POST /v4/group_open_http_svc/clear_group_msg?sdkappid=1&identifier=admin&usersig=" + form + "&random=7 HTTP/1.1",
+			"cannot parse " + form + " here",
+			`{"echo":"` + form + `"}`,
+		} {
+			got := sc(line, sig)
+			for _, secret := range []string{sig, upper, lower, partly, testKey} {
+				if strings.Contains(got, secret) {
+					t.Errorf("%s: scrub(%q) = %q still holds %q", name, line, got, secret)
+				}
+			}
+			if !strings.Contains(got, "REDACTED") {
+				t.Errorf("%s: scrub(%q) = %q, want REDACTED in it", name, line, got)
+			}
+		}
+	}
+}
+
+// A usersig parameter is redacted even when its value is not one the client
+// knows (a sig signed by another process, or mangled past recognition).
+func TestScrubberRedactsAnyUsersigParameter(t *testing.T) {
+	t.Parallel()
+	sc := newScrubber(testKey)
+	cases := map[string]string{
+		"GET /x?usersig=unknown-sig&a=1":       "GET /x?usersig=REDACTED&a=1",
+		"GET /x?UserSig=zz%2aq HTTP/1.1":       "GET /x?UserSig=REDACTED HTTP/1.1",
+		"see usersig%3Dleaked&b=2":             "see usersig%3DREDACTED&b=2",
+		`{"url":"http://h/?usersig=abc"}`:      `{"url":"http://h/?usersig=REDACTED"}`,
+		"no parameter here, only the word sig": "no parameter here, only the word sig",
+	}
+	for in, want := range cases {
+		if got := sc(in); got != want {
+			t.Errorf("scrub(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Through the client: an answer echoing the request line with lower-case
+// escapes leaves no sig in the error (and so none in logs or dead letters,
+// which quote the error).
+func TestAnswerEchoingLowerCaseEscapesIsScrubbed(t *testing.T) {
+	t.Parallel()
+	api := newFakeAPI(t, func(w http.ResponseWriter, r *http.Request, _ int) {
+		line := r.Method + " " + r.URL.RequestURI()
+		lowered := regexpLowerEscapes(line)
+		sig := r.URL.Query().Get("usersig")
+		reply(w, 200, `{"ActionStatus":"FAIL","ErrorCode":70001,"ErrorInfo":"bad request `+
+			lowered+` sig `+regexpLowerEscapes(url.QueryEscape(sig))+`"}`)
+	})
+	c := newTestClient(t, api.srv.URL)
+	sigs := recordSigs(c)
+	_, err := c.ClearGroupMsg(t.Context(), &ClearGroupMsgRequest{GroupId: "g"})
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, s := range sigs.all() {
+		low := regexpLowerEscapes(url.QueryEscape(s))
+		if strings.Contains(err.Error(), s) || strings.Contains(err.Error(), low) || strings.Contains(err.Error(), url.QueryEscape(s)) {
+			t.Errorf("error %q holds the sig", err)
+		}
+	}
+}
+
+// regexpLowerEscapes lower-cases the hex digits of every percent escape.
+func regexpLowerEscapes(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			b.WriteString("%" + strings.ToLower(s[i+1:i+3]))
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
