@@ -70,7 +70,7 @@ func openDLQ(env *Env) (*dlqConn, error) {
 
 func runDLQList(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "dlq ls", "[--json] [--code N] [--limit N] [--offset N]")
-	asJSON := fs.Bool("json", false, "print a JSON array of entries instead of a table")
+	asJSON := fs.Bool("json", false, `print a JSON object instead of a table: {"total":N,"offset":N,"limit":N,"truncated":BOOL,"entries":[...]}; total counts every matching entry in the store`)
 	code := fs.Int("code", 0, "only entries with this ErrorCode (0: all)")
 	limit := fs.Int("limit", 100, "at most this many entries, oldest first (0: all)")
 	offset := fs.Int("offset", 0, "skip this many entries first")
@@ -96,12 +96,15 @@ func runDLQList(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return writeJSON(env.Stdout, entries)
-	}
 	total, err := dlqTotal(ctx, c.store, *code)
 	if err != nil {
 		return err
+	}
+	if *asJSON {
+		return writeJSON(env.Stdout, dlqListing{
+			Total: total, Offset: *offset, Limit: *limit, Code: *code,
+			Truncated: int64(*offset+len(entries)) < total, Entries: entries,
+		})
 	}
 	if len(entries) == 0 {
 		if total == 0 {
@@ -122,7 +125,24 @@ func runDLQList(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "%d of %d dead letters%s, from #%d\n", len(entries), total, codeNote(*code), *offset+1)
+	if rest := total - int64(*offset+len(entries)); rest > 0 {
+		fmt.Fprintf(env.Stdout, "%d more not shown: --offset %d for the next page, --limit 0 for all\n", rest, *offset+len(entries))
+	}
 	return nil
+}
+
+// dlqListing is what timq dlq ls --json prints: a page of entries and how
+// many the store holds, so that a script sees when the page is cut.
+type dlqListing struct {
+	// Total is how many entries match (all, or those with Code).
+	Total  int64 `json:"total"`
+	Offset int   `json:"offset"`
+	// Limit is the page size asked for; 0 means all.
+	Limit int `json:"limit"`
+	Code  int `json:"code,omitempty"`
+	// Truncated is true when entries after this page match too.
+	Truncated bool        `json:"truncated"`
+	Entries   []dlq.Entry `json:"entries"`
 }
 
 func codeNote(code int) string {

@@ -3,6 +3,7 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 
@@ -83,13 +85,35 @@ func dlqEntry(t *testing.T, id string, code int, seq uint64) dlq.Entry {
 	}
 }
 
+// listing decodes what dlq ls --json printed, strictly: valid UTF-8, one
+// JSON object, no field the listing does not define.
+func listing(t *testing.T, out string) (l struct {
+	Total     int64            `json:"total"`
+	Offset    int              `json:"offset"`
+	Limit     int              `json:"limit"`
+	Code      int              `json:"code"`
+	Truncated bool             `json:"truncated"`
+	Entries   []map[string]any `json:"entries"`
+}) {
+	t.Helper()
+	if !utf8.ValidString(out) {
+		t.Fatalf("ls --json printed invalid UTF-8: %q", out)
+	}
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&l); err != nil {
+		t.Fatalf("ls --json is not the listing object: %v\n%s", err, out)
+	}
+	return l
+}
+
 func TestDLQListJSON(t *testing.T) {
 	t.Parallel()
 	f := newDLQFixture(t)
 
 	code, out, errOut := f.run(t, "dlq", "ls", "--json")
-	if code != 0 || strings.TrimSpace(out) != "[]" {
-		t.Fatalf("empty ls --json: exit %d, stdout %q, stderr %q; want []", code, out, errOut)
+	if l := listing(t, out); code != 0 || l.Total != 0 || l.Truncated || l.Entries == nil || len(l.Entries) != 0 {
+		t.Fatalf("empty ls --json: exit %d, stdout %q, stderr %q; want total 0 and entries []", code, out, errOut)
 	}
 
 	f.add(t, dlqEntry(t, "t1/1", 10031, 1), dlqEntry(t, "t2", 10010, 2), dlqEntry(t, "t3", 10031, 3))
@@ -97,13 +121,11 @@ func TestDLQListJSON(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	var list []map[string]any
-	if err := json.Unmarshal([]byte(out), &list); err != nil {
-		t.Fatalf("ls --json is not a JSON array: %v\n%s", err, out)
+	l := listing(t, out)
+	if len(l.Entries) != 3 || l.Total != 3 || l.Truncated || l.Limit != 100 {
+		t.Fatalf("ls --json: %d entries, total %d, truncated %v, limit %d; want 3, 3, false, 100", len(l.Entries), l.Total, l.Truncated, l.Limit)
 	}
-	if len(list) != 3 {
-		t.Fatalf("ls --json listed %d entries, want 3", len(list))
-	}
+	list := l.Entries
 	for _, e := range list {
 		for _, k := range []string{"id", "type", "payload", "code", "info", "attempts", "failed_at"} {
 			if _, ok := e[k]; !ok {
@@ -119,9 +141,56 @@ func TestDLQListJSON(t *testing.T) {
 	}
 
 	code, out, _ = f.run(t, "dlq", "ls", "--json", "--code", "10031", "--limit", "1")
-	list = nil
-	if err := json.Unmarshal([]byte(out), &list); code != 0 || err != nil || len(list) != 1 || list[0]["id"] != "t1/1" {
-		t.Fatalf("ls --code --limit: exit %d, %v, %s", code, err, out)
+	l = listing(t, out)
+	if code != 0 || len(l.Entries) != 1 || l.Entries[0]["id"] != "t1/1" || l.Total != 2 || !l.Truncated || l.Code != 10031 {
+		t.Fatalf("ls --code --limit: exit %d, %s", code, out)
+	}
+	code, out, _ = f.run(t, "dlq", "ls", "--json", "--offset", "1", "--limit", "1")
+	if l = listing(t, out); code != 0 || len(l.Entries) != 1 || l.Entries[0]["id"] != "t2" || l.Total != 3 || !l.Truncated {
+		t.Fatalf("ls --offset 1 --limit 1: exit %d, %s", code, out)
+	}
+	code, out, _ = f.run(t, "dlq", "ls", "--json", "--offset", "2", "--limit", "1")
+	if l = listing(t, out); code != 0 || len(l.Entries) != 1 || l.Total != 3 || l.Truncated {
+		t.Fatalf("last page: exit %d, %s; want truncated false", code, out)
+	}
+}
+
+// The table says how many entries it left out, and how to see them.
+func TestDLQListTableSaysWhatIsCut(t *testing.T) {
+	t.Parallel()
+	f := newDLQFixture(t)
+	f.add(t, dlqEntry(t, "t1/1", 10031, 1), dlqEntry(t, "t2", 10010, 2), dlqEntry(t, "t3", 10031, 3))
+	code, out, errOut := f.run(t, "dlq", "ls", "--limit", "2")
+	if code != 0 || !strings.Contains(out, "2 of 3 dead letters") || !strings.Contains(out, "1 more not shown: --offset 2") {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want it to say 1 more is not shown", code, out, errOut)
+	}
+}
+
+// A foreign producer's payload that is not UTF-8 is kept, byte for byte, as
+// base64, and the listing stays valid JSON for a strict decoder.
+func TestDLQListJSONWithNonUTF8Payload(t *testing.T) {
+	t.Parallel()
+	f := newDLQFixture(t)
+	raw := "{\"GroupId\":\"g-f-\xff\xfe\"}"
+	f.add(t, dlq.Entry{ID: "bad", Type: tasks.TypeClear, Queue: "default", Payload: json.RawMessage(raw),
+		Reason: dlq.ReasonInvalidPayload, Info: "GroupId: is not valid UTF-8", GroupId: "g-f-\xff\xfe"})
+	for _, args := range [][]string{{"dlq", "ls", "--json"}, {"dlq", "show", "bad"}} {
+		code, out, errOut := f.run(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errOut)
+		}
+		if !utf8.ValidString(out) || !json.Valid([]byte(out)) {
+			t.Fatalf("%v printed invalid JSON or UTF-8: %q", args, out)
+		}
+	}
+	_, out, _ := f.run(t, "dlq", "ls", "--json")
+	e := listing(t, out).Entries[0]
+	if e["invalid_payload"] != true || e["payload_encoding"] != "base64" {
+		t.Fatalf("entry %v: want invalid_payload true and payload_encoding base64", e)
+	}
+	got, err := base64.StdEncoding.DecodeString(e["payload"].(string))
+	if err != nil || string(got) != raw {
+		t.Fatalf("payload decodes to %q (%v), want the original bytes %q", got, err, raw)
 	}
 }
 
@@ -136,8 +205,8 @@ func TestDLQListTable(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("want header, one row, summary; got:\n%s", out)
+	if len(lines) != 4 {
+		t.Fatalf("want header, one row, summary, the note on the rest; got:\n%s", out)
 	}
 	for _, want := range []string{"ID", "TYPE", "GROUP", "CODE", "ATTEMPTS", "FAILED_AT", "INFO"} {
 		if !strings.Contains(lines[0], want) {

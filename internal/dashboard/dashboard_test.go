@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 
@@ -280,5 +281,30 @@ func TestNewAcceptsACleanRootPath(t *testing.T) {
 		}
 		srv.Close()
 		d.Close()
+	}
+}
+
+// A dead letter whose payload is not UTF-8 (a foreign producer's) leaves the
+// API's answers valid JSON for a strict decoder.
+func TestDeadLetterAPIStaysValidJSONWithNonUTF8Payload(t *testing.T) {
+	t.Parallel()
+	r := testenv.Redis(t)
+	if err := dlq.New(r.Client(t)).Add(context.Background(), dlq.Entry{
+		ID: "foreign", Type: tasks.TypeClear, Queue: "default", TaskID: "foreign",
+		Payload: json.RawMessage("{\"GroupId\":\"g-f-\xff\xfe\"}"), Reason: dlq.ReasonInvalidPayload,
+		Info: "GroupId: is not valid UTF-8", GroupId: "g-f-\xff\xfe",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	creds := [2]string{"ops", "pw"}
+	base := serve(t, r, "/", dashboard.Auth{User: "ops", Password: "pw"}, false)
+	for _, path := range []string{"/dlq/api/entries", "/dlq/api/entries/foreign"} {
+		code, body := do(t, "GET", base+path, &creds, nil)
+		if code != 200 || !utf8.ValidString(body) || !json.Valid([]byte(body)) {
+			t.Fatalf("GET %s: %d, valid UTF-8 %v, valid JSON %v: %q", path, code, utf8.ValidString(body), json.Valid([]byte(body)), body)
+		}
+		if !strings.Contains(strings.ReplaceAll(body, " ", ""), `"payload_encoding":"base64"`) {
+			t.Fatalf("GET %s: %s; want payload_encoding base64", path, body)
+		}
 	}
 }

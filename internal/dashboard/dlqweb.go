@@ -90,6 +90,9 @@ func entryView(e dlq.Entry) dlqEntry {
 	s := Summary(e.Type, e.Payload)
 	if e.Invalid {
 		s = "invalid payload (kept as text)"
+		if e.PayloadEncoding == "base64" {
+			s = "invalid payload (not UTF-8, kept as base64)"
+		}
 	}
 	return dlqEntry{Entry: e, Summary: s}
 }

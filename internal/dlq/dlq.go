@@ -26,6 +26,7 @@ package dlq
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -80,11 +81,17 @@ type Entry struct {
 	// Payload is the payload a requeue enqueues: the task's own payload, or
 	// for one message of a recall a recall payload of that message alone.
 	// A payload that is not valid JSON is stored as a JSON string, with
-	// Invalid set.
+	// Invalid set: its text when it is valid UTF-8, otherwise its bytes in
+	// standard base64 with PayloadEncoding "base64". Payload is therefore
+	// always valid UTF-8 JSON, whatever a producer wrote.
 	Payload json.RawMessage `json:"payload"`
 	// Invalid is true when Payload holds the original bytes as a JSON string
-	// because they were not valid JSON. Such an entry cannot be requeued.
+	// because they were not valid UTF-8 JSON. Such an entry cannot be
+	// requeued.
 	Invalid bool `json:"invalid_payload,omitempty"`
+	// PayloadEncoding is "base64" when the Payload string holds the original
+	// bytes in standard base64 (they were not valid UTF-8), empty otherwise.
+	PayloadEncoding string `json:"payload_encoding,omitempty"`
 	// Code is the last ErrorCode of the API, 0 for none (e.g. a timeout).
 	Code int `json:"code"`
 	// Info is the last ErrorInfo or a reason in words. The caller must pass
@@ -213,17 +220,33 @@ func (s *Store) normalize(e Entry) (Entry, []byte, error) {
 		e.FailedAt = s.now()
 	}
 	e.FailedAt = e.FailedAt.UTC()
-	if !e.Invalid && !json.Valid(e.Payload) {
-		e.Invalid = true
-		b, _ := json.Marshal(string(e.Payload)) // a string always marshals
-		e.Payload = b
-	}
+	e = safePayload(e)
 	e.Info = capInfo(e.Info)
 	b, err := json.Marshal(e)
 	if err != nil {
 		return e, nil, fmt.Errorf("dlq: encode entry %q: %w", e.ID, err)
 	}
 	return e, b, nil
+}
+
+// safePayload makes e.Payload valid UTF-8 JSON without losing a byte: a
+// payload that is not JSON becomes a JSON string of its text, and one that
+// is not UTF-8 (which encoding/json would pass through as it is, or turn
+// into U+FFFD) a JSON string of its bytes in base64.
+func safePayload(e Entry) Entry {
+	raw := []byte(e.Payload)
+	if json.Valid(raw) && utf8.Valid(raw) {
+		return e
+	}
+	e.Invalid = true
+	if utf8.Valid(raw) {
+		e.PayloadEncoding = ""
+		e.Payload, _ = json.Marshal(string(raw)) // a string always marshals
+		return e
+	}
+	e.PayloadEncoding = "base64"
+	e.Payload, _ = json.Marshal(base64.StdEncoding.EncodeToString(raw))
+	return e
 }
 
 func capInfo(s string) string {
@@ -249,8 +272,9 @@ func (s *Store) addArgs(e Entry, b []byte) ([]string, []any) {
 //
 // Add needs a non-empty ID and Type. A zero FailedAt becomes the current
 // time; FailedAt is stored in UTC. A Payload that is not valid JSON (empty
-// included) is stored as a JSON string of its bytes with Invalid set
-// (bytes that are not UTF-8 become U+FFFD). Info longer than MaxInfoBytes
+// included) or not valid UTF-8 is stored as a JSON string with Invalid set:
+// its text, or its bytes in base64 when they are not UTF-8 (PayloadEncoding
+// says which). Info longer than MaxInfoBytes
 // is cut.
 func (s *Store) Add(ctx context.Context, e Entry) error {
 	e, b, err := s.normalize(e)
@@ -326,7 +350,8 @@ func decode(id string, b []byte) (Entry, error) {
 	if err := json.Unmarshal(b, &e); err != nil {
 		return Entry{}, fmt.Errorf("dlq: entry %q is corrupt: %w", id, err)
 	}
-	return e, nil
+	// An entry written before payloads were made safe may hold raw bytes.
+	return safePayload(e), nil
 }
 
 // ListOptions selects a page of entries.

@@ -2,6 +2,7 @@ package dlq_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -531,5 +533,34 @@ func TestRecallEntryID(t *testing.T) {
 	t.Parallel()
 	if got := dlq.RecallEntryID("abc", 42); got != "abc/42" {
 		t.Fatalf("RecallEntryID = %q", got)
+	}
+}
+
+// A payload that is not UTF-8 is kept byte for byte, as base64, and the
+// stored entry reads back as valid UTF-8 JSON.
+func TestAddKeepsNonUTF8PayloadAsBase64(t *testing.T) {
+	t.Parallel()
+	s := setup(t).store
+	raw := "{\"GroupId\":\"g-f-\xff\xfe\"}"
+	if err := s.Add(t.Context(), dlq.Entry{ID: "f", Type: tasks.TypeClear, Payload: json.RawMessage(raw), Reason: dlq.ReasonInvalidPayload}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(t.Context(), "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Invalid || got.PayloadEncoding != "base64" {
+		t.Fatalf("entry: invalid %v, encoding %q; want true, base64", got.Invalid, got.PayloadEncoding)
+	}
+	var b64 string
+	if err := json.Unmarshal(got.Payload, &b64); err != nil {
+		t.Fatalf("payload %s is not a JSON string: %v", got.Payload, err)
+	}
+	if dec, err := base64.StdEncoding.DecodeString(b64); err != nil || string(dec) != raw {
+		t.Fatalf("payload decodes to %q (%v), want %q", dec, err, raw)
+	}
+	out, err := json.Marshal(got)
+	if err != nil || !utf8.Valid(out) || !json.Valid(out) {
+		t.Fatalf("entry marshals to %q (%v), want valid UTF-8 JSON", out, err)
 	}
 }
