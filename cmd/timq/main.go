@@ -10,7 +10,10 @@ import (
 	"runtime"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/timq/timq/internal/cli"
+	"github.com/timq/timq/internal/redislog"
 )
 
 func main() {
@@ -21,11 +24,16 @@ func main() {
 	if godebug, ok := cli.SysmonPollGODEBUG(os.Args[1:], os.Getenv); ok {
 		reexecErr = reexec(godebug) // returns only on failure
 	}
+	// go-redis logs to stderr in plain text unless told otherwise; its lines
+	// go through slog instead (or nowhere, for a one-shot command).
+	redisLog := new(redislog.Sink)
+	redis.SetLogger(redisLog)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	env := &cli.Env{
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, IsTerminal: isTerminal(os.Stderr),
 		SetProcs:  func(n int) { runtime.GOMAXPROCS(n) },
 		ReexecErr: reexecErr,
+		RedisLog:  redisLog,
 	}
 	code := cli.Main(ctx, env, os.Args[1:])
 	stop()

@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/timq/timq/internal/redislog"
 )
 
 // Env is the process environment a subcommand sees.
@@ -30,6 +32,10 @@ type Env struct {
 	// the runtime's sysmon polling (see SysmonPollGODEBUG); nil when it did
 	// not try. `timq worker` logs it as a warning and runs on.
 	ReexecErr error
+	// RedisLog is the sink the binary installed as go-redis's logger (see
+	// package redislog). A long-running command points it at its own
+	// logger; nil (as in tests) leaves go-redis's logging alone.
+	RedisLog *redislog.Sink
 }
 
 type command struct {

@@ -36,20 +36,43 @@ func runDLQ(ctx context.Context, env *Env, args []string) error {
 		return UsageError("missing subcommand: ls, show, requeue or purge (timq dlq --help)")
 	}
 	sub, rest := args[0], args[1:]
+	var run func(context.Context, *Env, []string) error
 	switch sub {
 	case "-h", "--help", "help":
 		fmt.Fprintln(env.Stdout, dlqUsage)
 		return nil
 	case "ls":
-		return runDLQList(ctx, env, rest)
+		run = runDLQList
 	case "show":
-		return runDLQShow(ctx, env, rest)
+		run = runDLQShow
 	case "requeue":
-		return runDLQRequeue(ctx, env, rest)
+		run = runDLQRequeue
 	case "purge":
-		return runDLQPurge(ctx, env, rest)
+		run = runDLQPurge
+	default:
+		return UsageError("unknown subcommand %q: want ls, show, requeue or purge", sub)
 	}
-	return UsageError("unknown subcommand %q: want ls, show, requeue or purge", sub)
+	return namingRedis(env, run(ctx, env, rest), dlq.ErrNotFound, dlq.ErrInvalidPayload)
+}
+
+// namingRedis adds the Redis that a command tried (its URL without a
+// password) to err, so that "i/o timeout" says where. Usage errors, errors
+// that already name it and those matching one of the answers in exempt
+// (the store answered; Redis is not the problem) are returned as they are.
+func namingRedis(env *Env, err error, exempt ...error) error {
+	if err == nil || isUsage(err) || strings.Contains(err.Error(), "(Redis ") {
+		return err
+	}
+	for _, e := range exempt {
+		if errors.Is(err, e) {
+			return err
+		}
+	}
+	r, lerr := config.LoadRedis(getenvOr(env))
+	if lerr != nil {
+		return err
+	}
+	return fmt.Errorf("%w (Redis %s)", err, r.Display)
 }
 
 // dlqConn is an open dead-letter store and the Redis it is in.

@@ -220,3 +220,17 @@ func TestEnqueueRedisErrors(t *testing.T) {
 		t.Errorf("no Redis: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// stats and dlq name the Redis they could not reach, without its password,
+// in one line.
+func TestReadersNameTheRedisTheyTried(t *testing.T) {
+	t.Parallel()
+	f := &enqFixture{env: map[string]string{config.EnvRedisURL: "redis://:hunter2@127.0.0.1:1/0"}}
+	for _, args := range [][]string{{"stats"}, {"dlq", "ls"}, {"dlq", "show", "x"}, {"dlq", "purge", "--all"}} {
+		code, _, errOut := f.run(t, "", args...)
+		if code != 1 || !strings.Contains(errOut, "(Redis redis://") || !strings.Contains(errOut, "127.0.0.1:1/0)") ||
+			strings.Contains(errOut, "hunter2") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("%v: exit %d, stderr %q; want one line naming the Redis without its password", args, code, errOut)
+		}
+	}
+}

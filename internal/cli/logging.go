@@ -31,13 +31,20 @@ func (l *logFlags) logger(env *Env) (*slog.Logger, error) {
 			format = "text"
 		}
 	}
+	var log *slog.Logger
 	switch format {
 	case "json":
-		return slog.New(slog.NewJSONHandler(env.Stderr, opts)), nil
+		log = slog.New(slog.NewJSONHandler(env.Stderr, opts))
 	case "text":
-		return slog.New(slog.NewTextHandler(env.Stderr, opts)), nil
+		log = slog.New(slog.NewTextHandler(env.Stderr, opts))
+	default:
+		return nil, UsageError("--log-format: want json or text, got %q", l.format)
 	}
-	return nil, UsageError("--log-format: want json or text, got %q", l.format)
+	if env.RedisLog != nil {
+		// go-redis's pool messages join this log in its format.
+		env.RedisLog.Use(log)
+	}
+	return log, nil
 }
 
 // settingError turns a config error into a one-line usage error.

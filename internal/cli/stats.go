@@ -48,7 +48,7 @@ func runStats(ctx context.Context, env *Env, args []string) error {
 	}
 	rep, err := collectStats(ctx, r)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w (Redis %s)", err, r.Display)
 	}
 	if *asJSON {
 		return writeJSON(env.Stdout, rep)
