@@ -69,8 +69,10 @@ type Client struct {
 	err error // a bad conn given to New: every call returns it
 	ac  *asynq.Client
 	rdb redis.UniversalClient // asynq's connection, when New made it
-	cfg clientConfig
-	now func() time.Time
+	// insp reads tasks back on rdb, when New made it (see ownWrite).
+	insp *asynq.Inspector
+	cfg  clientConfig
+	now  func() time.Time
 
 	fmu     sync.Mutex
 	fencers map[string]*fencer // by queue; see ConfirmReplicas
@@ -97,6 +99,7 @@ func New(conn asynq.RedisConnOpt, opts ...ClientOption) *Client {
 	return &Client{
 		ac:      asynq.NewClientFromRedisClient(rdb),
 		rdb:     rdb,
+		insp:    asynq.NewInspectorFromRedisClient(rdb),
 		cfg:     cfg,
 		now:     time.Now,
 		fencers: map[string]*fencer{},
@@ -205,6 +208,8 @@ func (c *Client) Enqueue(ctx context.Context, p tasks.Payload, opts ...Option) (
 	for i, t := range built {
 		_, err := c.ac.EnqueueContext(ctx, t)
 		switch {
+		case errors.Is(err, asynq.ErrDuplicateTask) && c.ownWrite(ctx, queue, ids[i]):
+			queued = append(queued, ids[i]) // a retry of our own write
 		case errors.Is(err, asynq.ErrDuplicateTask):
 			dups++
 		case errors.Is(err, asynq.ErrTaskIDConflict):
@@ -224,6 +229,21 @@ func (c *Client) Enqueue(ctx context.Context, p tasks.Payload, opts ...Option) (
 		return ids, &duplicateError{what: what}
 	}
 	return ids, nil
+}
+
+// ownWrite reports whether the task refused as a duplicate is in fact the
+// one this call wrote. go-redis retries a command whose answer was lost (a
+// Redis stall past the read timeout); when the first try went through, the
+// retry finds the unique lock that the first try took and is refused as a
+// duplicate of itself. The task's ID is fresh for this call, so finding it
+// in the queue proves the write was ours. It costs one read, on a duplicate
+// only.
+func (c *Client) ownWrite(ctx context.Context, queue, id string) bool {
+	if c.insp == nil || ctx.Err() != nil {
+		return false
+	}
+	_, err := c.insp.GetTaskInfo(queue, id)
+	return err == nil
 }
 
 // duplicateError matches both ErrDuplicate and asynq.ErrDuplicateTask.

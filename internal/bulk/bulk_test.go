@@ -395,3 +395,41 @@ line 8: GroupId: has \ud800: half a UTF-16 surrogate pair without the other half
 		t.Errorf("groups enqueued %s, want %s", got, want)
 	}
 }
+
+// A bulk run across a lost Redis answer (a stall past the read timeout,
+// then a retry of a write that went through) queues each line once and
+// counts it once, as enqueued by this run, not as a duplicate.
+func TestRunCountsExactlyAcrossALostReply(t *testing.T) {
+	t.Parallel()
+	rdb := testenv.Redis(t)
+	proxy := testenv.NewLostReplyProxy(t, rdb.Addr)
+	c := enqueue.New(asynq.RedisClientOpt{Addr: proxy.Addr, DB: rdb.DB})
+	t.Cleanup(func() { _ = c.Close() })
+	insp := asynq.NewInspector(rdb.ConnOpt())
+	t.Cleanup(func() { _ = insp.Close() })
+	b := bundle{client: c, insp: insp}
+
+	const n = 200
+	var in strings.Builder
+	for i := range n {
+		fmt.Fprintf(&in, `{"op":"clear","GroupId":"@TGS#stall-%d"}`+"\n", i)
+	}
+	// Load the script first, so that every enqueue of the run is one EVALSHA.
+	if _, err := c.Enqueue(t.Context(), tasks.Clear{GroupId: "warm-up"}); err != nil {
+		t.Fatal(err)
+	}
+	proxy.LoseReplyTo("EVALSHA")
+	s, err := bulk.Run(t.Context(), strings.NewReader(in.String()), b.client, bulk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if proxy.Lost() != 1 {
+		t.Fatalf("proxy lost %d replies, want 1", proxy.Lost())
+	}
+	if s.Enqueued[tasks.TypeClear] != n || s.Duplicates != 0 {
+		t.Fatalf("summary: enqueued %d, duplicates %d; want %d and 0", s.Enqueued[tasks.TypeClear], s.Duplicates, n)
+	}
+	if got := b.sizes(t)[tasks.QueueClear]; got != n+1 {
+		t.Fatalf("%d clears queued, want %d (the run's and the warm-up)", got, n+1)
+	}
+}
