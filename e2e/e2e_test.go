@@ -240,13 +240,18 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// timq dlq ls --json: the entry with its reason.
-	var entries []map[string]any
+	var listing struct {
+		Total     int              `json:"total"`
+		Truncated bool             `json:"truncated"`
+		Entries   []map[string]any `json:"entries"`
+	}
 	ls := c.must("dlq", "ls", "--json")
-	if err := json.Unmarshal([]byte(ls.Stdout), &entries); err != nil {
+	if err := json.Unmarshal([]byte(ls.Stdout), &listing); err != nil {
 		t.Fatalf("timq dlq ls --json printed %q: %v", ls.Stdout, err)
 	}
-	if len(entries) != 1 {
-		t.Fatalf("timq dlq ls --json: %d entries, want 1", len(entries))
+	entries := listing.Entries
+	if len(entries) != 1 || listing.Total != 1 || listing.Truncated {
+		t.Fatalf("timq dlq ls --json: %d entries, total %d, truncated %v; want 1, 1, false", len(entries), listing.Total, listing.Truncated)
 	}
 	e := entries[0]
 	for _, k := range []string{"id", "type", "payload", "code", "info", "attempts", "failed_at"} {

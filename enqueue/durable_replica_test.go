@@ -18,7 +18,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/timq/timq/enqueue"
-	"github.com/timq/timq/internal/msgbody"
 	"github.com/timq/timq/tasks"
 )
 
@@ -88,7 +87,7 @@ func TestConfirmReplicasWithAReplica(t *testing.T) {
 	c := enqueue.New(asynq.RedisClientOpt{Addr: paddr}, enqueue.ConfirmReplicas(1, 10*time.Second))
 	t.Cleanup(func() { _ = c.Close() })
 
-	m := tasks.Modify{GroupId: group, MsgSeq: 1, MsgBody: msgbody.Text("x")}
+	m := tasks.Modify{GroupId: group, MsgSeq: 1, MsgBody: tasks.TextBody("x")}
 	id, err := c.Modify(ctx, m)
 	if err != nil {
 		t.Fatalf("Modify = %q, %v", id, err)
@@ -161,7 +160,7 @@ func TestConfirmReplicasSharesRoundsBetweenCalls(t *testing.T) {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if _, err := c.Modify(ctx, tasks.Modify{GroupId: group, MsgSeq: uint64(i + 1), MsgBody: msgbody.Text("x")}); err != nil {
+			if _, err := c.Modify(ctx, tasks.Modify{GroupId: group, MsgSeq: uint64(i + 1), MsgBody: tasks.TextBody("x")}); err != nil {
 				errs <- err
 			}
 		})
@@ -211,7 +210,7 @@ func TestConfirmReplicasOnCluster(t *testing.T) {
 	c := enqueue.New(asynq.RedisClusterClientOpt{Addrs: []string{paddr}}, enqueue.ConfirmReplicas(1, 10*time.Second))
 	t.Cleanup(func() { _ = c.Close() })
 	for _, q := range []string{tasks.QueueModify, "custom"} {
-		id, err := c.Modify(ctx, tasks.Modify{GroupId: group, MsgSeq: 1, MsgBody: msgbody.Text("x")}, enqueue.Queue(q))
+		id, err := c.Modify(ctx, tasks.Modify{GroupId: group, MsgSeq: 1, MsgBody: tasks.TextBody("x")}, enqueue.Queue(q))
 		if err != nil {
 			t.Fatalf("Modify on Cluster in %s = %q, %v", q, id, err)
 		}
@@ -281,7 +280,7 @@ func TestConfirmReplicasEnqueuesALostTaskAgain(t *testing.T) {
 	c := enqueue.New(opt, enqueue.ConfirmReplicas(1, 10*time.Second))
 	t.Cleanup(func() { _ = c.Close() })
 
-	id, err := c.Modify(ctx, tasks.Modify{GroupId: group, MsgSeq: 1, MsgBody: msgbody.Text("x")}, enqueue.TaskID("lost-1"))
+	id, err := c.Modify(ctx, tasks.Modify{GroupId: group, MsgSeq: 1, MsgBody: tasks.TextBody("x")}, enqueue.TaskID("lost-1"))
 	if err != nil || id != "lost-1" {
 		t.Fatalf("Modify = %q, %v", id, err)
 	}

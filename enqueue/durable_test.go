@@ -10,7 +10,6 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/timq/timq/enqueue"
-	"github.com/timq/timq/internal/msgbody"
 	"github.com/timq/timq/internal/testenv"
 	"github.com/timq/timq/tasks"
 )
@@ -23,7 +22,7 @@ func TestConfirmReplicasZeroIsOff(t *testing.T) {
 	rdb := testenv.Redis(t)
 	c := enqueue.New(rdb.ConnOpt(), enqueue.ConfirmReplicas(0, time.Second))
 	t.Cleanup(func() { _ = c.Close() })
-	id, err := c.Modify(context.Background(), tasks.Modify{GroupId: group, MsgSeq: 1, MsgBody: msgbody.Text("x")})
+	id, err := c.Modify(context.Background(), tasks.Modify{GroupId: group, MsgSeq: 1, MsgBody: tasks.TextBody("x")})
 	if err != nil || id == "" {
 		t.Fatalf("Modify with ConfirmReplicas(0) = %q, %v; want queued as without it", id, err)
 	}
@@ -41,7 +40,7 @@ func TestConfirmReplicasWithoutReplicaFailsNamingTheSetting(t *testing.T) {
 	t.Cleanup(func() { _ = insp.Close() })
 
 	start := time.Now()
-	id, err := c.Modify(context.Background(), tasks.Modify{GroupId: group, MsgSeq: 1, MsgBody: msgbody.Text("x")}, enqueue.TaskID("m-1"))
+	id, err := c.Modify(context.Background(), tasks.Modify{GroupId: group, MsgSeq: 1, MsgBody: tasks.TextBody("x")}, enqueue.TaskID("m-1"))
 	took := time.Since(start)
 	if !errors.Is(err, enqueue.ErrNotConfirmed) {
 		t.Fatalf("Modify with ConfirmReplicas(1) and no replica = %q, %v; want ErrNotConfirmed", id, err)
@@ -84,7 +83,7 @@ func TestTaskID(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	m := tasks.Modify{GroupId: group, MsgSeq: 3, MsgBody: msgbody.Text("x")}
+	m := tasks.Modify{GroupId: group, MsgSeq: 3, MsgBody: tasks.TextBody("x")}
 	id, err := b.client.Modify(ctx, m, enqueue.TaskID("my-id"), enqueue.NoDedup())
 	if err != nil || id != "my-id" {
 		t.Fatalf("Modify with TaskID = %q, %v", id, err)

@@ -12,8 +12,6 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/timq/timq/enqueue"
-	"github.com/timq/timq/internal/chatapi"
-	"github.com/timq/timq/internal/msgbody"
 	"github.com/timq/timq/internal/testenv"
 	"github.com/timq/timq/tasks"
 )
@@ -65,10 +63,10 @@ func (b bundle) requireEmpty(t *testing.T) {
 	}
 }
 
-func seqs(from uint64, n int) []chatapi.MsgSeqItem {
-	out := make([]chatapi.MsgSeqItem, n)
+func seqs(from uint64, n int) []tasks.MsgSeqItem {
+	out := make([]tasks.MsgSeqItem, n)
 	for i := range out {
-		out[i] = chatapi.MsgSeqItem{MsgSeq: from + uint64(i)}
+		out[i] = tasks.MsgSeqItem{MsgSeq: from + uint64(i)}
 	}
 	return out
 }
@@ -99,7 +97,7 @@ func TestClearStoresTask(t *testing.T) {
 func TestModifyStoresTask(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	want := tasks.Modify{GroupId: group, MsgSeq: 9, MsgBody: msgbody.Text("edited"), CloudCustomData: ptr("cc"), TopicId: "topic"}
+	want := tasks.Modify{GroupId: group, MsgSeq: 9, MsgBody: tasks.TextBody("edited"), CloudCustomData: ptr("cc"), TopicId: "topic"}
 	id, err := b.client.Modify(context.Background(), want)
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +245,7 @@ func seqsOf(from uint64, n int) []uint64 {
 func TestInvalidRecallEnqueuesNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	list := func(f func([]chatapi.MsgSeqItem)) []chatapi.MsgSeqItem {
+	list := func(f func([]tasks.MsgSeqItem)) []tasks.MsgSeqItem {
 		l := seqs(1, 25)
 		f(l)
 		return l
@@ -258,13 +256,13 @@ func TestInvalidRecallEnqueuesNothing(t *testing.T) {
 		field string
 		want  string
 	}{
-		{"zero in the second part", tasks.Recall{GroupId: group, MsgSeqList: list(func(l []chatapi.MsgSeqItem) { l[13].MsgSeq = 0 })},
+		{"zero in the second part", tasks.Recall{GroupId: group, MsgSeqList: list(func(l []tasks.MsgSeqItem) { l[13].MsgSeq = 0 })},
 			"MsgSeqList[13].MsgSeq", "must be at least 1"},
-		{"zero in the last part", tasks.Recall{GroupId: group, MsgSeqList: list(func(l []chatapi.MsgSeqItem) { l[24].MsgSeq = 0 })},
+		{"zero in the last part", tasks.Recall{GroupId: group, MsgSeqList: list(func(l []tasks.MsgSeqItem) { l[24].MsgSeq = 0 })},
 			"MsgSeqList[24].MsgSeq", "must be at least 1"},
-		{"repeat within a part", tasks.Recall{GroupId: group, MsgSeqList: list(func(l []chatapi.MsgSeqItem) { l[15].MsgSeq = 12 })},
+		{"repeat within a part", tasks.Recall{GroupId: group, MsgSeqList: list(func(l []tasks.MsgSeqItem) { l[15].MsgSeq = 12 })},
 			"MsgSeqList[15].MsgSeq", "repeats MsgSeqList[11] (12)"},
-		{"repeat across parts", tasks.Recall{GroupId: group, MsgSeqList: list(func(l []chatapi.MsgSeqItem) { l[22].MsgSeq = 4 })},
+		{"repeat across parts", tasks.Recall{GroupId: group, MsgSeqList: list(func(l []tasks.MsgSeqItem) { l[22].MsgSeq = 4 })},
 			"MsgSeqList[22].MsgSeq", "repeats MsgSeqList[3] (4)"},
 		{"bad group", tasks.Recall{GroupId: " g", MsgSeqList: seqs(1, 25)}, "GroupId", "white space"},
 		{"empty list", tasks.Recall{GroupId: group}, "MsgSeqList", "at least one"},
@@ -290,7 +288,7 @@ func TestInvalidPayloads(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	big := strings.Repeat("<", tasks.MaxCloudCustomDataBytes)
-	body := []chatapi.MsgElement{{MsgType: "TIMTextElem", MsgContent: []byte(`{"Text":"` + strings.Repeat("<", 7000) + `"}`)}}
+	body := []tasks.MsgElement{{MsgType: "TIMTextElem", MsgContent: []byte(`{"Text":"` + strings.Repeat("<", 7000) + `"}`)}}
 	for _, tc := range []struct {
 		name  string
 		p     tasks.Payload
@@ -300,7 +298,7 @@ func TestInvalidPayloads(t *testing.T) {
 		{"nil pointer", (*tasks.Clear)(nil), "payload"},
 		{"clear", tasks.Clear{GroupId: group, MsgSeq: ptr(uint64(0))}, "MsgSeq"},
 		{"modify", tasks.Modify{GroupId: group, MsgSeq: 1}, "MsgBody"},
-		{"modify body", tasks.Modify{GroupId: group, MsgSeq: 1, MsgBody: []chatapi.MsgElement{{MsgType: "TIMTextElem", MsgContent: []byte(`{}`)}}}, "MsgBody[0].MsgContent.Text"},
+		{"modify body", tasks.Modify{GroupId: group, MsgSeq: 1, MsgBody: []tasks.MsgElement{{MsgType: "TIMTextElem", MsgContent: []byte(`{}`)}}}, "MsgBody[0].MsgContent.Text"},
 		// Valid by field, but JSON escaping makes it larger than a worker parses.
 		{"encodes too large", tasks.Modify{GroupId: group, MsgSeq: 1, MsgBody: body, CloudCustomData: &big}, "payload"},
 	} {
@@ -323,7 +321,7 @@ func TestDedup(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	clear := tasks.Clear{GroupId: group}
-	modify := tasks.Modify{GroupId: group, MsgSeq: 5, MsgBody: msgbody.Text("x")}
+	modify := tasks.Modify{GroupId: group, MsgSeq: 5, MsgBody: tasks.TextBody("x")}
 
 	first, err := b.client.Clear(ctx, clear)
 	if err != nil {

@@ -9,8 +9,6 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
 	"github.com/timq/timq/enqueue"
-	"github.com/timq/timq/internal/chatapi"
-	"github.com/timq/timq/internal/msgbody"
 	"github.com/timq/timq/tasks"
 )
 
@@ -27,7 +25,7 @@ func Example() {
 	// A recall of 25 messages becomes three tasks of 10, 10 and 5.
 	r := tasks.Recall{GroupId: "@TGS#2J4SZEAEL", Reason: "spam"}
 	for seq := uint64(100); seq < 125; seq++ {
-		r.MsgSeqList = append(r.MsgSeqList, chatapi.MsgSeqItem{MsgSeq: seq})
+		r.MsgSeqList = append(r.MsgSeqList, tasks.MsgSeqItem{MsgSeq: seq})
 	}
 	ids, err := c.Recall(ctx, r)
 	fmt.Println("recall tasks:", len(ids), err)
@@ -61,7 +59,7 @@ func ExampleConfirmReplicas() {
 	c := enqueue.New(conn, enqueue.ConfirmReplicas(1, 30*time.Second))
 	defer c.Close()
 
-	m := tasks.Modify{GroupId: "@TGS#2J4SZEAEL", MsgSeq: 7, MsgBody: msgbody.Text("edited")}
+	m := tasks.Modify{GroupId: "@TGS#2J4SZEAEL", MsgSeq: 7, MsgBody: tasks.TextBody("edited")}
 	for attempt := 1; ; attempt++ {
 		_, err := c.Modify(context.Background(), m, enqueue.TaskID("order-42-edit"))
 		if errors.Is(err, enqueue.ErrNotConfirmed) && attempt < 3 {

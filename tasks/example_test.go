@@ -4,14 +4,13 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/tasks"
 )
 
 func ExampleNewTask() {
 	task, err := tasks.NewTask(tasks.Recall{
 		GroupId:    "@TGS#2J4SZEAEL",
-		MsgSeqList: []chatapi.MsgSeqItem{{MsgSeq: 100}, {MsgSeq: 101}},
+		MsgSeqList: []tasks.MsgSeqItem{{MsgSeq: 100}, {MsgSeq: 101}},
 		Reason:     "spam",
 	})
 	if err != nil {
@@ -42,7 +41,7 @@ func ExampleParse() {
 func ExampleSplitRecall() {
 	r := tasks.Recall{GroupId: "@TGS#2J4SZEAEL"}
 	for seq := uint64(1); seq <= 25; seq++ {
-		r.MsgSeqList = append(r.MsgSeqList, chatapi.MsgSeqItem{MsgSeq: seq})
+		r.MsgSeqList = append(r.MsgSeqList, tasks.MsgSeqItem{MsgSeq: seq})
 	}
 	for _, part := range tasks.SplitRecall(r) {
 		fmt.Println(part.Seqs())

@@ -5,20 +5,17 @@ import (
 	"fmt"
 	"strconv"
 	"unicode/utf8"
-
-	"github.com/timq/timq/internal/chatapi"
-	"github.com/timq/timq/internal/msgbody"
 )
 
 // Modify overwrites the MsgBody and/or CloudCustomData of one historical
 // message through modify_group_msg. Applying the same modify twice leaves
 // the same message.
 type Modify struct {
-	GroupId         string               `json:"GroupId"`
-	MsgSeq          uint64               `json:"MsgSeq"`
-	MsgBody         []chatapi.MsgElement `json:"MsgBody,omitempty"`
-	CloudCustomData *string              `json:"CloudCustomData,omitempty"`
-	TopicId         string               `json:"TopicId,omitempty"`
+	GroupId         string       `json:"GroupId"`
+	MsgSeq          uint64       `json:"MsgSeq"`
+	MsgBody         []MsgElement `json:"MsgBody,omitempty"`
+	CloudCustomData *string      `json:"CloudCustomData,omitempty"`
+	TopicId         string       `json:"TopicId,omitempty"`
 }
 
 // TaskType returns TypeModify.
@@ -44,8 +41,8 @@ func (m Modify) Validate() error {
 		return invalid("MsgBody", "or CloudCustomData is required: a modify must change something")
 	}
 	if m.MsgBody != nil {
-		if err := msgbody.Validate(m.MsgBody); err != nil {
-			var be *msgbody.Error
+		if err := ValidateMsgBody(m.MsgBody); err != nil {
+			var be *MsgBodyError
 			if errors.As(err, &be) {
 				return invalid(be.Field, "%s", be.Reason)
 			}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/timq/timq/internal/msgbody"
 	"github.com/timq/timq/tasks"
 )
 
@@ -25,7 +24,7 @@ func TestParseValid(t *testing.T) {
 		{tasks.TypeRecall, `{"GroupId":"g","MsgSeqList":[{"MsgSeq":1},{"MsgSeq":2}],"TopicId":"t","Reason":"spam"}`,
 			tasks.Recall{GroupId: "g", MsgSeqList: seqs(1, 2), TopicId: "t", Reason: "spam"}},
 		{tasks.TypeModify, `{"GroupId":"g","MsgSeq":3,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"hi"}}]}`,
-			tasks.Modify{GroupId: "g", MsgSeq: 3, MsgBody: msgbody.Text("hi")}},
+			tasks.Modify{GroupId: "g", MsgSeq: 3, MsgBody: tasks.TextBody("hi")}},
 		{tasks.TypeModify, `{"GroupId":"g","MsgSeq":3,"CloudCustomData":""}`,
 			tasks.Modify{GroupId: "g", MsgSeq: 3, CloudCustomData: str("")}},
 	} {
@@ -145,7 +144,7 @@ func TestParseRoundTrip(t *testing.T) {
 		tasks.Clear{GroupId: group},
 		tasks.Clear{GroupId: group, MsgSeq: seq(18446744073709551615)},
 		tasks.Recall{GroupId: group, MsgSeqList: seqRange(100, 10), TopicId: "t", Reason: "r <&>"},
-		tasks.Modify{GroupId: group, MsgSeq: 1, MsgBody: msgbody.Text("<b>&</b>"), CloudCustomData: str(strings.Repeat("<", tasks.MaxCloudCustomDataBytes))},
+		tasks.Modify{GroupId: group, MsgSeq: 1, MsgBody: tasks.TextBody("<b>&</b>"), CloudCustomData: str(strings.Repeat("<", tasks.MaxCloudCustomDataBytes))},
 	} {
 		task, err := tasks.NewTask(p)
 		if err != nil {
@@ -172,7 +171,7 @@ func TestWireFieldNames(t *testing.T) {
 		{tasks.Recall{GroupId: "g", MsgSeqList: seqs(1)}, `{"GroupId":"g","MsgSeqList":[{"MsgSeq":1}]}`},
 		{tasks.Recall{GroupId: "g", MsgSeqList: seqs(1), TopicId: "t", Reason: "r"}, `{"GroupId":"g","MsgSeqList":[{"MsgSeq":1}],"TopicId":"t","Reason":"r"}`},
 		{tasks.Modify{GroupId: "g", MsgSeq: 2, CloudCustomData: str("")}, `{"GroupId":"g","MsgSeq":2,"CloudCustomData":""}`},
-		{tasks.Modify{GroupId: "g", MsgSeq: 2, MsgBody: msgbody.Text("x"), TopicId: "t"}, `{"GroupId":"g","MsgSeq":2,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"x"}}],"TopicId":"t"}`},
+		{tasks.Modify{GroupId: "g", MsgSeq: 2, MsgBody: tasks.TextBody("x"), TopicId: "t"}, `{"GroupId":"g","MsgSeq":2,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"x"}}],"TopicId":"t"}`},
 	} {
 		task, err := tasks.NewTask(tc.p)
 		if err != nil {

@@ -2,22 +2,20 @@ package tasks
 
 import (
 	"unicode/utf8"
-
-	"github.com/timq/timq/internal/chatapi"
 )
 
 // MaxRecallPerTask is the most messages one recall task carries, the API's
 // limit per call. enqueue splits longer lists into several tasks.
-const MaxRecallPerTask = chatapi.MaxRecallPerCall
+const MaxRecallPerTask = 10
 
 // Recall recalls messages of a group (or of a community topic) through
 // group_msg_recall. A recall is irrevocable; each message has its own
 // outcome.
 type Recall struct {
-	GroupId    string               `json:"GroupId"`
-	MsgSeqList []chatapi.MsgSeqItem `json:"MsgSeqList"`
-	TopicId    string               `json:"TopicId,omitempty"`
-	Reason     string               `json:"Reason,omitempty"`
+	GroupId    string       `json:"GroupId"`
+	MsgSeqList []MsgSeqItem `json:"MsgSeqList"`
+	TopicId    string       `json:"TopicId,omitempty"`
+	Reason     string       `json:"Reason,omitempty"`
 }
 
 // TaskType returns TypeRecall.
@@ -77,7 +75,7 @@ func SplitRecall(r Recall) []Recall {
 	for start := 0; start < len(r.MsgSeqList); start += MaxRecallPerTask {
 		end := min(start+MaxRecallPerTask, len(r.MsgSeqList))
 		part := r
-		part.MsgSeqList = append([]chatapi.MsgSeqItem(nil), r.MsgSeqList[start:end]...)
+		part.MsgSeqList = append([]MsgSeqItem(nil), r.MsgSeqList[start:end]...)
 		out = append(out, part)
 	}
 	return out

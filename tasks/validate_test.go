@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/timq/timq/internal/chatapi"
-	"github.com/timq/timq/internal/msgbody"
 	"github.com/timq/timq/tasks"
 )
 
@@ -15,19 +13,19 @@ func seq(n uint64) *uint64 { return &n }
 func str(s string) *string { return &s }
 
 // seqs returns a MsgSeqList of the given sequence numbers.
-func seqs(ns ...uint64) []chatapi.MsgSeqItem {
-	out := make([]chatapi.MsgSeqItem, len(ns))
+func seqs(ns ...uint64) []tasks.MsgSeqItem {
+	out := make([]tasks.MsgSeqItem, len(ns))
 	for i, n := range ns {
-		out[i] = chatapi.MsgSeqItem{MsgSeq: n}
+		out[i] = tasks.MsgSeqItem{MsgSeq: n}
 	}
 	return out
 }
 
 // seqRange returns a MsgSeqList of from, from+1, ..., from+n-1.
-func seqRange(from uint64, n int) []chatapi.MsgSeqItem {
-	out := make([]chatapi.MsgSeqItem, n)
+func seqRange(from uint64, n int) []tasks.MsgSeqItem {
+	out := make([]tasks.MsgSeqItem, n)
 	for i := range out {
-		out[i] = chatapi.MsgSeqItem{MsgSeq: from + uint64(i)}
+		out[i] = tasks.MsgSeqItem{MsgSeq: from + uint64(i)}
 	}
 	return out
 }
@@ -139,7 +137,7 @@ func TestRecallValidate(t *testing.T) {
 
 func TestModifyValidate(t *testing.T) {
 	t.Parallel()
-	ok := tasks.Modify{GroupId: group, MsgSeq: 7, MsgBody: msgbody.Text("hello")}
+	ok := tasks.Modify{GroupId: group, MsgSeq: 7, MsgBody: tasks.TextBody("hello")}
 	with := func(f func(*tasks.Modify)) tasks.Modify {
 		m := ok
 		f(&m)
@@ -155,15 +153,15 @@ func TestModifyValidate(t *testing.T) {
 		{"no group", with(func(m *tasks.Modify) { m.GroupId = "" }), "GroupId", "is required"},
 		{"seq zero", with(func(m *tasks.Modify) { m.MsgSeq = 0 }), "MsgSeq", "at least 1"},
 		{"nothing to change", with(func(m *tasks.Modify) { m.MsgBody = nil }), "MsgBody", "or CloudCustomData is required"},
-		{"empty body", with(func(m *tasks.Modify) { m.MsgBody = []chatapi.MsgElement{} }), "MsgBody", "at least one element"},
+		{"empty body", with(func(m *tasks.Modify) { m.MsgBody = []tasks.MsgElement{} }), "MsgBody", "at least one element"},
 		{"unknown element", with(func(m *tasks.Modify) {
-			m.MsgBody = []chatapi.MsgElement{{MsgType: "TIMNopeElem", MsgContent: []byte(`{}`)}}
+			m.MsgBody = []tasks.MsgElement{{MsgType: "TIMNopeElem", MsgContent: []byte(`{}`)}}
 		}), "MsgBody[0].MsgType", "unknown element type"},
 		{"text missing", with(func(m *tasks.Modify) {
-			m.MsgBody = append(msgbody.Text("a"), chatapi.MsgElement{MsgType: "TIMTextElem", MsgContent: []byte(`{}`)})
+			m.MsgBody = append(tasks.TextBody("a"), tasks.MsgElement{MsgType: "TIMTextElem", MsgContent: []byte(`{}`)})
 		}), "MsgBody[1].MsgContent.Text", "is required"},
 		{"content not an object", with(func(m *tasks.Modify) {
-			m.MsgBody = []chatapi.MsgElement{{MsgType: "TIMTextElem", MsgContent: []byte(`"hi"`)}}
+			m.MsgBody = []tasks.MsgElement{{MsgType: "TIMTextElem", MsgContent: []byte(`"hi"`)}}
 		}), "MsgBody[0].MsgContent", "JSON object"},
 		{"custom data not UTF-8", with(func(m *tasks.Modify) { m.CloudCustomData = str("\xc0\xaf") }), "CloudCustomData", "is not valid UTF-8"},
 		{"custom data too long", with(func(m *tasks.Modify) {

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/timq/timq/internal/chatapi"
-	"github.com/timq/timq/internal/msgbody"
 	"github.com/timq/timq/internal/sim"
 	"github.com/timq/timq/tasks"
 	"github.com/timq/timq/worker"
@@ -29,7 +28,7 @@ func TestWorkersShareOneBudget(t *testing.T) {
 		ws = append(ws, b.startWorker())
 	}
 	for i := 1; i <= n; i++ {
-		b.enqueue(tasks.Modify{GroupId: "shared-budget", MsgSeq: uint64(i), MsgBody: msgbody.Text("x")})
+		b.enqueue(tasks.Modify{GroupId: "shared-budget", MsgSeq: uint64(i), MsgBody: tasks.TextBody("x")})
 	}
 	c := b.waitSettled(n, 60*time.Second)
 	if c.completed != n || c.archived != 0 {
@@ -41,7 +40,7 @@ func TestWorkersShareOneBudget(t *testing.T) {
 	}
 	var commands, grants int64
 	for i, w := range ws {
-		bs := w.BudgetStats()[chatapi.EndpointModify]
+		bs := w.BudgetStats()[chatapi.EndpointModify.Short()]
 		if bs.Grants == 0 {
 			t.Errorf("worker %d made no call", i)
 		}

@@ -113,7 +113,7 @@ func (w *Worker) handleRecall(ctx context.Context, t *asynq.Task) error {
 				reason = dlq.ReasonRetriesExhausted
 			}
 			one := p
-			one.MsgSeqList = []chatapi.MsgSeqItem{{MsgSeq: seq}}
+			one.MsgSeqList = []tasks.MsgSeqItem{{MsgSeq: seq}}
 			payload, _ := json.Marshal(one)
 			dead = append(dead, dlq.Entry{
 				ID: dlq.RecallEntryID(a.taskID, seq), Type: tasks.TypeRecall, Queue: a.queue, TaskID: a.taskID,
@@ -179,7 +179,7 @@ func (w *Worker) handleRecall(ctx context.Context, t *asynq.Task) error {
 func (w *Worker) sendRecall(ctx context.Context, key recallbatch.Key, seqs []uint64) (map[uint64]int, error) {
 	req := &chatapi.GroupMsgRecallRequest{GroupId: key.GroupID, TopicId: key.TopicID, Reason: key.Reason}
 	for _, s := range seqs {
-		req.MsgSeqList = append(req.MsgSeqList, chatapi.MsgSeqItem{MsgSeq: s})
+		req.MsgSeqList = append(req.MsgSeqList, tasks.MsgSeqItem{MsgSeq: s})
 	}
 	start := time.Now()
 	resp, err := w.api.GroupMsgRecall(ctx, req)

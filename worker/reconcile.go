@@ -11,7 +11,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/dlq"
 	"github.com/timq/timq/tasks"
 )
@@ -197,7 +196,7 @@ func archivedEntries(info *asynq.TaskInfo) []dlq.Entry {
 		out := make([]dlq.Entry, 0, len(p.MsgSeqList))
 		for _, m := range p.MsgSeqList {
 			one := p
-			one.MsgSeqList = []chatapi.MsgSeqItem{m}
+			one.MsgSeqList = []tasks.MsgSeqItem{m}
 			e := base
 			e.ID = dlq.RecallEntryID(info.ID, m.MsgSeq)
 			e.GroupId = p.GroupId

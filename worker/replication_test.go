@@ -21,7 +21,6 @@ import (
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/config"
 	"github.com/timq/timq/internal/dlq"
-	"github.com/timq/timq/internal/msgbody"
 	"github.com/timq/timq/internal/sim"
 	"github.com/timq/timq/internal/testenv"
 	"github.com/timq/timq/tasks"
@@ -346,12 +345,12 @@ func TestRedisClusterRunsProducersWorkersDeadLettersAndTheBudget(t *testing.T) {
 	// Two workers share the budget through the cluster.
 	w1, w2 := e.startWorker(), e.startWorker()
 	for i := 1; i <= n; i++ {
-		e.enqueue(tasks.Modify{GroupId: group, MsgSeq: uint64(i), MsgBody: msgbody.Text("c")})
+		e.enqueue(tasks.Modify{GroupId: group, MsgSeq: uint64(i), MsgBody: tasks.TextBody("c")})
 	}
 	e.enqueue(tasks.Clear{GroupId: "cluster-clear"})
-	e.enqueue(tasks.Recall{GroupId: "cluster-recall", MsgSeqList: []chatapi.MsgSeqItem{{MsgSeq: 3}}})
+	e.enqueue(tasks.Recall{GroupId: "cluster-recall", MsgSeqList: []tasks.MsgSeqItem{{MsgSeq: 3}}})
 	// Permanent failures: dead-lettered (asynq archive + timq's store).
-	e.enqueue(tasks.Modify{GroupId: "no-such-group", MsgSeq: 1, MsgBody: msgbody.Text("x")})
+	e.enqueue(tasks.Modify{GroupId: "no-such-group", MsgSeq: 1, MsgBody: tasks.TextBody("x")})
 	e.enqueue(tasks.Clear{GroupId: "no-such-group"})
 	waitFor(t, 60*time.Second, "every task settled", e.settled)
 
@@ -398,7 +397,7 @@ func TestRedisClusterRunsProducersWorkersDeadLettersAndTheBudget(t *testing.T) {
 	}
 	var cmds, grants int64
 	for _, w := range []*worker.Worker{w1, w2} {
-		bs := w.BudgetStats()[chatapi.EndpointModify]
+		bs := w.BudgetStats()[chatapi.EndpointModify.Short()]
 		cmds += bs.Commands
 		grants += bs.Grants
 	}
@@ -407,7 +406,7 @@ func TestRedisClusterRunsProducersWorkersDeadLettersAndTheBudget(t *testing.T) {
 	}
 	// What timq's CLI, dashboard and producers use of asynq, on Cluster.
 	q := tasks.QueueModify
-	task, _ := tasks.NewTask(tasks.Modify{GroupId: group, MsgSeq: 1, MsgBody: msgbody.Text("u")}, asynq.Unique(time.Minute), asynq.ProcessIn(time.Hour))
+	task, _ := tasks.NewTask(tasks.Modify{GroupId: group, MsgSeq: 1, MsgBody: tasks.TextBody("u")}, asynq.Unique(time.Minute), asynq.ProcessIn(time.Hour))
 	ops := []struct {
 		name string
 		run  func() error
@@ -495,7 +494,7 @@ func TestSentinelFailoverMidRunLosesNothing(t *testing.T) {
 	durable := enqueue.New(e.redis.Conn, enqueue.ConfirmReplicas(1, time.Minute))
 	t.Cleanup(func() { _ = durable.Close() })
 	enqueueDurable := func(seq int) error {
-		_, err := durable.Modify(context.Background(), tasks.Modify{GroupId: group, MsgSeq: uint64(seq), MsgBody: msgbody.Text("s")},
+		_, err := durable.Modify(context.Background(), tasks.Modify{GroupId: group, MsgSeq: uint64(seq), MsgBody: tasks.TextBody("s")},
 			enqueue.TaskID(fmt.Sprint("s-", seq)))
 		return err
 	}
@@ -553,7 +552,7 @@ func TestSentinelFailoverMidRunLosesNothing(t *testing.T) {
 	if calls <= callsAtFailover {
 		t.Error("no call after the failover; the worker did not follow the new primary")
 	}
-	st := w.BudgetStats()[chatapi.EndpointModify]
+	st := w.BudgetStats()[chatapi.EndpointModify.Short()]
 	t.Logf("Sentinel failover: %d applied (%d of them twice), %d dead-lettered of %d; %d calls (%d after the failover); 60007 answers %d; budget %+v",
 		applied, twice, dead, n, calls, calls-callsAtFailover, e.emu.Stats().Endpoints[chatapi.EndpointModify].Codes[60007], st)
 	if errs := e.redisErrors("READONLY"); len(errs) > 0 {

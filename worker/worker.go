@@ -67,6 +67,10 @@ type Worker struct {
 	recalls      *recallbatch.Batcher
 	startRecalls sync.Once
 	metrics      *metrics.Worker // nil: no metrics
+	// calls is the context of every API call the worker makes; cutCalls
+	// ends it when a shutdown's timeout has passed (see Shutdown).
+	calls    context.Context
+	cutCalls context.CancelFunc
 
 	mu        sync.Mutex
 	servers   []*asynq.Server
@@ -141,7 +145,7 @@ func New(cfg Config) (*Worker, error) {
 		w.pacers[ep] = shared
 	}
 	if cfg.Metrics != nil && len(w.budgets) > 0 {
-		if err := cfg.Metrics.Register(metrics.NewBudgets(w.BudgetStats)); err != nil {
+		if err := cfg.Metrics.Register(metrics.NewBudgets(w.sharedStats)); err != nil {
 			return nil, fmt.Errorf("worker: Metrics: %w", err)
 		}
 	}
@@ -153,7 +157,9 @@ func New(cfg Config) (*Worker, error) {
 	for ep, l := range w.pacers {
 		w.pacers[ep] = m.TimeWaits(ep, ratelimit.NewColdStart(l))
 	}
+	w.calls, w.cutCalls = context.WithCancel(context.Background())
 	w.recalls = recallbatch.New(w.pacers[chatapi.EndpointRecall], w.sendRecall, recallbatch.Options{
+		CallContext:   w.calls,
 		ThrottleDelay: cfg.ThrottleDelay,
 		OnSend:        func(_ recallbatch.Key, size int, waits []time.Duration) { m.RecallBatchSent(size, waits) },
 		Dispatchers:   recallbatch.DispatchersFor(cfg.Rate),
@@ -212,6 +218,7 @@ func (w *Worker) Start() error {
 			RetryDelayFunc:           func(n int, err error, _ *asynq.Task) time.Duration { return w.backoff(n, err) },
 			IsFailure:                isFailure,
 			ShutdownTimeout:          w.cfg.ShutdownTimeout,
+			BaseContext:              func() context.Context { return w.calls },
 			DelayedTaskCheckInterval: w.cfg.PollInterval,
 			TaskCheckInterval:        w.cfg.IdlePollInterval,
 			Logger:                   asynqLogger{w.log.With("component", "asynq", "task_type", typ)},
@@ -251,14 +258,29 @@ func (w *Worker) Start() error {
 	return nil
 }
 
+// cutCallsAfter is how long after the shutdown timeout the calls still in
+// flight are cut off.
+const cutCallsAfter = 100 * time.Millisecond
+
 // Shutdown stops taking tasks, waits up to Config.ShutdownTimeout for the
 // tasks in flight, hands the unfinished ones back to their queues, and
 // closes the worker's connections. It is safe to call more than once.
+//
+// The timeout bounds the stop: API calls still waiting for their answer
+// when it has passed are cut off (a hung API cannot hold the process), and
+// their tasks go back to the queue to run again; every operation is
+// idempotent. The worker cannot be started again after Shutdown.
 func (w *Worker) Shutdown() {
 	w.mu.Lock()
 	servers := w.servers
 	w.servers = nil
 	w.mu.Unlock()
+	if len(servers) > 0 {
+		// Just after asynq's own timeout, so that asynq hands the tasks
+		// back before their calls fail.
+		cut := time.AfterFunc(w.cfg.ShutdownTimeout+cutCallsAfter, w.cutCalls)
+		defer cut.Stop()
+	}
 	var wg sync.WaitGroup
 	for _, s := range servers {
 		wg.Add(1)
@@ -288,7 +310,7 @@ func (w *Worker) Shutdown() {
 	if len(servers) > 0 {
 		args := []any{}
 		for ep, st := range w.BudgetStats() {
-			args = append(args, ep.Short(), st)
+			args = append(args, ep, st)
 		}
 		if acks != nil {
 			args = append(args, "acks", acks.Stats())
@@ -337,9 +359,41 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// BudgetStats returns, per endpoint, what its shared budget limiter did
-// (Redis commands, grants, wasted slots), or nil with LocalBudgetOnly.
-func (w *Worker) BudgetStats() map[chatapi.Endpoint]ratelimit.SharedStats {
+// BudgetStat is what one endpoint's shared budget did in this process.
+type BudgetStat struct {
+	// Commands is the number of Redis commands the budget sent.
+	Commands int64
+	// Grants is the number of API calls it let through.
+	Grants int64
+	// Reserved is the number of slots Redis handed to this process.
+	Reserved int64
+	// Wasted is the number of reserved slots not used: their call gave up
+	// or woke too late.
+	Wasted int64
+	// FallbackGrants is the number of calls let through at the fallback
+	// rate while Redis did not answer.
+	FallbackGrants int64
+	// MissedSends is the number of grants whose call could not leave in
+	// its slot and was not made.
+	MissedSends int64
+}
+
+// BudgetStats returns, per endpoint (keyed by its name, such as
+// "group_msg_recall"), what its shared budget did, or nil with
+// LocalBudgetOnly.
+func (w *Worker) BudgetStats() map[string]BudgetStat {
+	if len(w.budgets) == 0 {
+		return nil
+	}
+	out := map[string]BudgetStat{}
+	for ep, st := range w.sharedStats() {
+		out[ep.Short()] = BudgetStat(st)
+	}
+	return out
+}
+
+// sharedStats is BudgetStats by endpoint, for the metrics.
+func (w *Worker) sharedStats() map[chatapi.Endpoint]ratelimit.SharedStats {
 	if len(w.budgets) == 0 {
 		return nil
 	}

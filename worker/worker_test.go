@@ -14,7 +14,6 @@ import (
 
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/dlq"
-	"github.com/timq/timq/internal/msgbody"
 	"github.com/timq/timq/internal/sim"
 	"github.com/timq/timq/internal/testenv"
 	"github.com/timq/timq/tasks"
@@ -166,10 +165,10 @@ func (b *bundle) deadLetters() []dlq.Entry {
 	return es
 }
 
-func seqList(seqs ...uint64) []chatapi.MsgSeqItem {
-	out := make([]chatapi.MsgSeqItem, len(seqs))
+func seqList(seqs ...uint64) []tasks.MsgSeqItem {
+	out := make([]tasks.MsgSeqItem, len(seqs))
 	for i, s := range seqs {
-		out[i] = chatapi.MsgSeqItem{MsgSeq: s}
+		out[i] = tasks.MsgSeqItem{MsgSeq: s}
 	}
 	return out
 }
@@ -187,7 +186,7 @@ func TestEveryOperationLandsInTheEmulator(t *testing.T) {
 	b.enqueue(tasks.Clear{GroupId: "ops-custom-1"})
 	recallID := b.enqueue(tasks.Recall{GroupId: "@TGS#2J4SZEAEL", MsgSeqList: seqList(10, 11, 12)})
 	cd := "custom-data"
-	b.enqueue(tasks.Modify{GroupId: "@TGS#2J4SZEAEL", MsgSeq: 20, MsgBody: msgbody.Text("edited"), CloudCustomData: &cd})
+	b.enqueue(tasks.Modify{GroupId: "@TGS#2J4SZEAEL", MsgSeq: 20, MsgBody: tasks.TextBody("edited"), CloudCustomData: &cd})
 
 	c := b.waitSettled(4, 20*time.Second)
 	if c.completed != 4 || c.archived != 0 {
@@ -261,7 +260,7 @@ func TestAppliedResultsOnlyWhenAskedFor(t *testing.T) {
 			b.cfg.AppliedResults = on
 			b.startWorker()
 			clearID := b.enqueue(tasks.Clear{GroupId: "@TGS#results", MsgSeq: u64(1)})
-			modifyID := b.enqueue(tasks.Modify{GroupId: "@TGS#results", MsgSeq: 6, MsgBody: msgbody.Text("edited")})
+			modifyID := b.enqueue(tasks.Modify{GroupId: "@TGS#results", MsgSeq: 6, MsgBody: tasks.TextBody("edited")})
 			recallID := b.enqueue(tasks.Recall{GroupId: "@TGS#results", MsgSeqList: seqList(2, 3)})
 			// Seq 99 does not exist: that message is dead-lettered, so
 			// the task is archived and its result is always written.
@@ -321,7 +320,7 @@ func TestTransientFaultsAreRetriedUntilTheySucceed(t *testing.T) {
 		g := fmt.Sprintf("transient-%d", i)
 		b.enqueue(tasks.Clear{GroupId: g, MsgSeq: u64(1)}, asynq.MaxRetry(25))
 		b.enqueue(tasks.Recall{GroupId: g, MsgSeqList: seqList(2)}, asynq.MaxRetry(25))
-		b.enqueue(tasks.Modify{GroupId: g, MsgSeq: 3, MsgBody: msgbody.Text("x")}, asynq.MaxRetry(25))
+		b.enqueue(tasks.Modify{GroupId: g, MsgSeq: 3, MsgBody: tasks.TextBody("x")}, asynq.MaxRetry(25))
 	}
 	c := b.waitSettled(3*n, 60*time.Second)
 	if c.completed != 3*n || c.archived != 0 {
@@ -353,8 +352,8 @@ func TestPermanentFailuresAreDeadLetteredWithTheirCodes(t *testing.T) {
 
 	missing := b.enqueue(tasks.Clear{GroupId: "perm-missing"})
 	malformed := b.enqueue(tasks.Clear{GroupId: "@TGS#!!bad id!!"})
-	avModify := b.enqueue(tasks.Modify{GroupId: "perm-av", MsgSeq: 1, MsgBody: msgbody.Text("x")})
-	noMsg := b.enqueue(tasks.Modify{GroupId: "perm-ok", MsgSeq: 99, MsgBody: msgbody.Text("x")})
+	avModify := b.enqueue(tasks.Modify{GroupId: "perm-av", MsgSeq: 1, MsgBody: tasks.TextBody("x")})
+	noMsg := b.enqueue(tasks.Modify{GroupId: "perm-ok", MsgSeq: 99, MsgBody: tasks.TextBody("x")})
 	partial := b.enqueue(tasks.Recall{GroupId: "perm-ok", MsgSeqList: seqList(1, 77, 2)})
 
 	c := b.waitSettled(5, 20*time.Second)
@@ -420,7 +419,7 @@ func TestRateLimitAnswersDoNotUseAttempts(t *testing.T) {
 	b.startWorker()
 	const n = 60
 	for i := 1; i <= n; i++ {
-		b.enqueue(tasks.Modify{GroupId: "throttled", MsgSeq: uint64(i), MsgBody: msgbody.Text("x")}, asynq.MaxRetry(1))
+		b.enqueue(tasks.Modify{GroupId: "throttled", MsgSeq: uint64(i), MsgBody: tasks.TextBody("x")}, asynq.MaxRetry(1))
 	}
 	c := b.waitSettled(n, 60*time.Second)
 	if c.completed != n || c.archived != 0 {
@@ -561,7 +560,7 @@ func TestShutdownMidBacklogLosesNothing(t *testing.T) {
 	const n = 300
 	b.group("backlog", sim.GroupPublic, n)
 	for i := 1; i <= n; i++ {
-		b.enqueue(tasks.Modify{GroupId: "backlog", MsgSeq: uint64(i), MsgBody: msgbody.Text("v2")})
+		b.enqueue(tasks.Modify{GroupId: "backlog", MsgSeq: uint64(i), MsgBody: tasks.TextBody("v2")})
 	}
 	w1, err := worker.New(b.cfg)
 	if err != nil {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/dlq"
-	"github.com/timq/timq/internal/msgbody"
 	"github.com/timq/timq/internal/sim"
 	"github.com/timq/timq/tasks"
 )
@@ -135,7 +134,7 @@ func NewPlan(m Mix) *Plan {
 			p.Groups = append(p.Groups, sim.SeedGroup{GroupID: g, Type: sim.GroupPublic, Messages: modifyGroupSize})
 		}
 		text := fmt.Sprintf("%s modify %d", pre, i)
-		p.add(fmt.Sprintf("%s-modify-%06d", pre, i), tasks.Modify{GroupId: g, MsgSeq: seq, MsgBody: msgbody.Text(text)}, text, map[uint64]int{seq: 0})
+		p.add(fmt.Sprintf("%s-modify-%06d", pre, i), tasks.Modify{GroupId: g, MsgSeq: seq, MsgBody: tasks.TextBody(text)}, text, map[uint64]int{seq: 0})
 	}
 	// Recalls: consecutive runs of RecallSize messages.
 	perGroup := recallGroupSize / m.RecallSize
@@ -167,7 +166,7 @@ func NewPlan(m Mix) *Plan {
 		av := fmt.Sprintf("%s-av-%d", pre, i)
 		p.Groups = append(p.Groups, sim.SeedGroup{GroupID: av, Type: sim.GroupAVChatRoom, Messages: 3})
 		text := fmt.Sprintf("%s av %d", pre, i)
-		p.add(fmt.Sprintf("%s-p-av-%d", pre, i), tasks.Modify{GroupId: av, MsgSeq: 1, MsgBody: msgbody.Text(text)}, text, map[uint64]int{1: CodeNoPermission})
+		p.add(fmt.Sprintf("%s-p-av-%d", pre, i), tasks.Modify{GroupId: av, MsgSeq: 1, MsgBody: tasks.TextBody(text)}, text, map[uint64]int{1: CodeNoPermission})
 
 		comm := fmt.Sprintf("@TGS#_%s-comm-%d", pre, i)
 		p.Groups = append(p.Groups, sim.SeedGroup{GroupID: comm, Type: sim.GroupCommunity, Messages: 3})
@@ -176,7 +175,7 @@ func NewPlan(m Mix) *Plan {
 		mm := fmt.Sprintf("%s-pm-%d", pre, i)
 		p.Groups = append(p.Groups, sim.SeedGroup{GroupID: mm, Type: sim.GroupPublic, Messages: 3})
 		text = fmt.Sprintf("%s nomsg %d", pre, i)
-		p.add(fmt.Sprintf("%s-p-nomsg-%d", pre, i), tasks.Modify{GroupId: mm, MsgSeq: 999, MsgBody: msgbody.Text(text)}, text, map[uint64]int{999: CodeMsgMissing})
+		p.add(fmt.Sprintf("%s-p-nomsg-%d", pre, i), tasks.Modify{GroupId: mm, MsgSeq: 999, MsgBody: tasks.TextBody(text)}, text, map[uint64]int{999: CodeMsgMissing})
 		// Same group: recall 1 and 3 (present) and 500 (missing).
 		p.add(fmt.Sprintf("%s-p-recall-%d", pre, i), tasks.Recall{GroupId: mm, MsgSeqList: []chatapi.MsgSeqItem{{MsgSeq: 1}, {MsgSeq: 500}, {MsgSeq: 3}}},
 			"", map[uint64]int{1: 0, 500: CodeMsgMissing, 3: 0})

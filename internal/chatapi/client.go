@@ -25,12 +25,12 @@ import (
 //     refused or reset, timeout, HTTP status other than 200, an answer that is
 //     not JSON or is larger than Config.MaxResponseBytes;
 //   - an error wrapping context.Canceled when ctx was canceled (Classify
-//     reports ClassCanceled). A call canceled before it is handed to the
-//     transport returns at once and sends nothing; once handed over (a
-//     dial if no kept-alive connection is free, the request, its answer)
-//     it is not cut off, since the API may apply it: it ends with its
-//     answer or by Config.Timeout (or ctx's deadline, if sooner), and
-//     returns the answer's outcome if one came;
+//     reports ClassCanceled). A call canceled before it is sent returns at
+//     once and sends nothing; one canceled while in flight is cut off at
+//     once, as net/http does, and the API may or may not have applied it
+//     (every operation timq sends is idempotent, so the caller may repeat
+//     it). Config.Timeout (or ctx's deadline, if sooner) bounds an attempt
+//     the same way;
 //   - another error for misuse, such as a nil request.
 //
 // When the API answers 70001 (UserSig expired) or 70052 (UserSig
@@ -67,7 +67,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr, err := newTransport(base, cfg.Timeout, cfg.MaxConns, cfg.MaxResponseBytes)
+	tr, err := newTransport(base, cfg.Timeout, cfg.MaxConns, cfg.MaxResponseBytes, cfg.HTTPClient)
 	if err != nil {
 		return nil, fmt.Errorf("chatapi: %w", err)
 	}
@@ -173,22 +173,22 @@ func (c *Client) do(ctx context.Context, ep Endpoint, attempt int, sig string, b
 	if err := ctx.Err(); err != nil {
 		return c.transportError(ctx, ep, 0, sig, err) // nothing sent
 	}
-	sendBy, _ := SendDeadline(ctx)
+	if sendBy, ok := SendDeadline(ctx); ok && time.Now().After(sendBy) {
+		return ErrSendDeadline // nothing sent
+	}
 	deadline := time.Now().Add(c.tr.timeout)
 	ctxDeadline, bound := ctx.Deadline()
 	if bound && ctxDeadline.Before(deadline) {
 		deadline = ctxDeadline
 	}
-	status, data, err := c.tr.post(c.requestURL(ep, sig), body, sendBy, deadline)
+	status, data, err := c.tr.post(ctx, c.requestURL(ep, sig), body, deadline)
 	info.HTTPStatus = status
 	switch {
-	case errors.Is(err, ErrSendDeadline):
-		return ErrSendDeadline
 	case errors.Is(err, errAnswerTooLarge):
 		return &Error{Endpoint: ep, HTTPStatus: status,
 			Info: fmt.Sprintf("answer is larger than %d bytes", c.maxBody)}
 	case err != nil:
-		if bound && !time.Now().Before(ctxDeadline) {
+		if bound && !time.Now().Before(ctxDeadline) && !errors.Is(err, context.DeadlineExceeded) {
 			// The caller's deadline, not the client's timeout, ended it.
 			err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -113,6 +114,13 @@ type Config struct {
 	// repeated after a UserSig refusal makes two) with its outcome. It runs
 	// on the caller's goroutine and must not block. Defaults to nil (none).
 	Observer func(CallInfo)
+	// HTTPClient sends the requests, for a caller that needs its own
+	// proxies, TLS settings, tracing or test double (as with go-github's
+	// NewClient). Timeout and MaxResponseBytes still bound each attempt;
+	// MaxConns and the proxy settings are then the HTTPClient's to set.
+	// Defaults to nil: a client of the Client's own, keeping up to
+	// MaxConns HTTP/1.1 connections alive to the API host.
+	HTTPClient *http.Client
 }
 
 const redacted = "REDACTED"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -80,9 +81,9 @@ func TestNewDefaults(t *testing.T) {
 	if c.tr.timeout != DefaultTimeout || DefaultTimeout <= 3*time.Second {
 		t.Errorf("timeout = %s, want %s (> Tencent's 3s)", c.tr.timeout, DefaultTimeout)
 	}
-	if c.tr.hc.MaxConns != DefaultMaxConns || c.tr.hc.MaxConnWaitTimeout != DefaultTimeout ||
-		!c.tr.hc.IsTLS || c.tr.hc.Addr != "console.tim.qq.com:443" {
-		t.Errorf("transport = %+v, want TLS to console.tim.qq.com:443 with %d connections", c.tr.hc, DefaultMaxConns)
+	if tr := c.tr.hc.Transport.(*http.Transport); tr.MaxConnsPerHost != DefaultMaxConns || tr.MaxIdleConnsPerHost != DefaultMaxConns ||
+		tr.IdleConnTimeout != idleConnTimeout || tr.TLSHandshakeTimeout != DefaultTimeout || tr.Proxy == nil {
+		t.Errorf("transport = %+v, want %d connections kept alive %s, proxies from the environment", tr, DefaultMaxConns, idleConnTimeout)
 	}
 
 	c2, err := New(Config{SDKAppID: testApp, SecretKey: testKey, BaseURL: "http://h", Timeout: time.Minute, MaxConns: 7,
@@ -90,9 +91,16 @@ func TestNewDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c2.tr.timeout != time.Minute || c2.tr.hc.MaxConns != 7 || c2.tr.hc.IsTLS || c2.tr.hc.Addr != "h:80" ||
-		c2.tr.hc.MaxResponseBodySize != 10 || c2.admin != "ops" || c2.sig.ttl != time.Hour || c2.maxBody != 10 {
+	if c2.tr.timeout != time.Minute || c2.tr.hc.Transport.(*http.Transport).MaxConnsPerHost != 7 ||
+		c2.tr.maxBody != 10 || c2.admin != "ops" || c2.sig.ttl != time.Hour || c2.maxBody != 10 {
 		t.Errorf("explicit settings not kept: %+v (transport %+v)", c2, c2.tr.hc)
+	}
+
+	// A caller's own HTTP client is used as it is.
+	own := &http.Client{}
+	c3, err := New(Config{SDKAppID: testApp, SecretKey: testKey, BaseURL: "http://h", HTTPClient: own})
+	if err != nil || c3.tr.hc != own {
+		t.Errorf("Config.HTTPClient not used: %v", err)
 	}
 }
 

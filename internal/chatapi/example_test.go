@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 
+	"github.com/timq/timq/tasks"
+
 	"github.com/timq/timq/internal/chatapi"
 )
 
@@ -32,7 +34,7 @@ func Example() {
 	}
 	resp, err := c.GroupMsgRecall(context.Background(), &chatapi.GroupMsgRecallRequest{
 		GroupId:    "@TGS#2J4SZEAEL",
-		MsgSeqList: []chatapi.MsgSeqItem{{MsgSeq: 100}, {MsgSeq: 101}},
+		MsgSeqList: []tasks.MsgSeqItem{{MsgSeq: 100}, {MsgSeq: 101}},
 	})
 	if err != nil {
 		fmt.Println("call failed:", err, "class:", chatapi.Classify(err))

@@ -3,6 +3,7 @@ package chatapi
 import (
 	"bytes"
 	"compress/zlib"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -20,12 +21,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valyala/fasthttp/fasthttputil"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction(LingeringGoroutine))
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction(LingeringGoroutines[0]), goleak.IgnoreAnyFunction(LingeringGoroutines[1]))
 }
 
 const (
@@ -119,11 +119,13 @@ func newTestClient(t *testing.T, base string, mods ...func(*Config)) *Client {
 // listener instead of the network, until the test ends.
 func serveInMemory(tb testing.TB, c *Client, h http.Handler) {
 	tb.Helper()
-	ln := fasthttputil.NewInmemoryListener()
+	ln := newPipeListener()
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	c.tr.hc.Dial = nil
-	c.tr.hc.DialTimeout = func(string, time.Duration) (net.Conn, error) { return ln.Dial() }
+	tr := c.tr.hc.Transport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) { return ln.dial(ctx) }
+	c.tr.hc = &http.Client{Transport: tr, CheckRedirect: c.tr.hc.CheckRedirect}
 	tb.Cleanup(func() { c.tr.closeIdle(); _ = srv.Close() })
 }
 
@@ -253,4 +255,40 @@ func decodeJSON(t *testing.T, s []byte) any {
 		t.Fatalf("not JSON: %v: %s", err, s)
 	}
 	return v
+}
+
+// pipeListener is an in-memory net.Listener: each dial is one net.Pipe.
+type pipeListener struct {
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newPipeListener() *pipeListener {
+	return &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error { l.once.Do(func() { close(l.closed) }); return nil }
+
+func (l *pipeListener) Addr() net.Addr { return &net.UnixAddr{Name: "pipe", Net: "pipe"} }
+
+func (l *pipeListener) dial(ctx context.Context) (net.Conn, error) {
+	server, client := net.Pipe()
+	select {
+	case l.conns <- server:
+		return client, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }

@@ -11,8 +11,8 @@ import (
 	"testing"
 )
 
-// With HTTP_PROXY set, the client reaches the API through the proxy (a
-// CONNECT tunnel), as Go's own HTTP client would; NO_PROXY exempts a host.
+// With HTTP_PROXY set, the client reaches the API through the proxy, as
+// Go's own HTTP client does; NO_PROXY exempts a host.
 func TestProxyFromEnvironment(t *testing.T) {
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"ActionStatus":"OK","ErrorCode":0}`)
@@ -58,15 +58,16 @@ func TestProxyFromEnvironment(t *testing.T) {
 
 	// A proxy scheme the transport cannot speak is refused when the client
 	// is made, without quoting the setting (it may hold a password).
-	t.Setenv("HTTPS_PROXY", "https://user:hunter2@proxy.timq.invalid:3128")
+	t.Setenv("HTTPS_PROXY", "ftp://user:hunter2@proxy.timq.invalid:3128")
 	_, err := New(Config{SDKAppID: testApp, SecretKey: testKey, BaseURL: "https://api.timq.invalid"})
 	if err == nil || !strings.Contains(err.Error(), "HTTPS_PROXY") || strings.Contains(err.Error(), "hunter2") {
-		t.Fatalf("New with an https:// proxy: %v, want an error naming the setting without its password", err)
+		t.Fatalf("New with an ftp:// proxy: %v, want an error naming the setting without its password", err)
 	}
 }
 
-// startConnectProxy serves HTTP CONNECT on loopback, tunnelling every
-// request to target, and counts the tunnels.
+// startConnectProxy serves as an HTTP proxy on loopback: a CONNECT tunnel,
+// or plain requests for http:// URLs, go to target whatever host they name.
+// It counts the connections it opened to target.
 func startConnectProxy(t *testing.T, target string, tunnels *atomic.Int64) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -84,8 +85,7 @@ func startConnectProxy(t *testing.T, target string, tunnels *atomic.Int64) strin
 				defer conn.Close()
 				br := bufio.NewReader(conn)
 				req, err := http.ReadRequest(br)
-				if err != nil || req.Method != http.MethodConnect {
-					io.WriteString(conn, "HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+				if err != nil {
 					return
 				}
 				up, err := net.Dial("tcp", target)
@@ -95,7 +95,13 @@ func startConnectProxy(t *testing.T, target string, tunnels *atomic.Int64) strin
 				}
 				defer up.Close()
 				tunnels.Add(1)
-				io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n")
+				if req.Method == http.MethodConnect {
+					io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n")
+				} else if err := req.Write(up); err != nil {
+					// A plain request for an http:// URL: pass it and every
+					// later one on this connection through.
+					return
+				}
 				go func() { _, _ = io.Copy(up, br); up.Close() }()
 				_, _ = io.Copy(conn, up)
 			}()

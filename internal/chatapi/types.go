@@ -1,6 +1,6 @@
 package chatapi
 
-import "encoding/json"
+import "github.com/timq/timq/tasks"
 
 // Endpoint names a REST API command as it appears in the request path after
 // /v4/, for example "group_open_http_svc/clear_group_msg".
@@ -31,7 +31,7 @@ func (e Endpoint) Short() string {
 }
 
 // MaxRecallPerCall is the most MsgSeq entries group_msg_recall accepts in one call.
-const MaxRecallPerCall = 10
+const MaxRecallPerCall = tasks.MaxRecallPerTask
 
 // Envelope is the common part of every answer.
 type Envelope struct {
@@ -41,18 +41,12 @@ type Envelope struct {
 	RequestID    string `json:"RequestId,omitempty"`
 }
 
-// MsgElement is one element of a message body. MsgContent is kept as raw JSON
-// so that every element type Tencent defines passes through unchanged;
-// package msgbody validates it.
-type MsgElement struct {
-	MsgType    string          `json:"MsgType"`
-	MsgContent json.RawMessage `json:"MsgContent"`
-}
+// MsgElement is one element of a message body; the public package tasks
+// defines it, so that a producer in another module builds the same value.
+type MsgElement = tasks.MsgElement
 
-// MsgSeqItem is one entry of a recall's MsgSeqList.
-type MsgSeqItem struct {
-	MsgSeq uint64 `json:"MsgSeq"`
-}
+// MsgSeqItem is one entry of a recall's MsgSeqList (see tasks.MsgSeqItem).
+type MsgSeqItem = tasks.MsgSeqItem
 
 // ClearGroupMsgRequest is the body of clear_group_msg. A nil MsgSeq clears
 // all history; otherwise messages with seq <= MsgSeq are cleared.

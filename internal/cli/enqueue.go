@@ -17,7 +17,6 @@ import (
 	"github.com/timq/timq/enqueue"
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/config"
-	"github.com/timq/timq/internal/msgbody"
 	"github.com/timq/timq/tasks"
 )
 
@@ -201,7 +200,7 @@ func (f *enqueueFlags) payload(op string, set map[string]bool) (tasks.Payload, e
 		case set["text"] && set["body"]:
 			return nil, UsageError("--text, --body: give only one of them")
 		case set["text"]:
-			p.MsgBody = msgbody.Text(f.text)
+			p.MsgBody = tasks.TextBody(f.text)
 		case set["body"]:
 			body, err := parseBody(f.body)
 			if err != nil {
@@ -227,7 +226,7 @@ func parseSeq(s string) (uint64, error) {
 
 // parseBody checks and decodes a MsgBody given as JSON.
 func parseBody(s string) ([]chatapi.MsgElement, error) {
-	if err := msgbody.ValidateRaw(json.RawMessage(s)); err != nil {
+	if err := tasks.ValidateMsgBodyJSON(json.RawMessage(s)); err != nil {
 		return nil, UsageError("--body: %v", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader([]byte(s)))

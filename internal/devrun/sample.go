@@ -10,7 +10,6 @@ import (
 
 	"github.com/timq/timq/enqueue"
 	"github.com/timq/timq/internal/chatapi"
-	"github.com/timq/timq/internal/msgbody"
 	"github.com/timq/timq/internal/sim"
 	"github.com/timq/timq/tasks"
 )
@@ -76,13 +75,13 @@ func sampleOp(n uint64) tasks.Payload {
 	case r < 1:
 		return tasks.Recall{GroupId: missingGroup, MsgSeqList: []chatapi.MsgSeqItem{{MsgSeq: 1}}}
 	case r < 2:
-		return tasks.Modify{GroupId: avGroup, MsgSeq: 1 + n%100, MsgBody: msgbody.Text("edited")}
+		return tasks.Modify{GroupId: avGroup, MsgSeq: 1 + n%100, MsgBody: tasks.TextBody("edited")}
 	case r < 5:
 		s := msg / 2
 		return tasks.Clear{GroupId: group, MsgSeq: &s}
 	case r < 50:
 		return tasks.Recall{GroupId: group, MsgSeqList: []chatapi.MsgSeqItem{{MsgSeq: msg}}}
 	default:
-		return tasks.Modify{GroupId: group, MsgSeq: msg, MsgBody: msgbody.Text(fmt.Sprintf("edited by timq dev #%d", n))}
+		return tasks.Modify{GroupId: group, MsgSeq: msg, MsgBody: tasks.TextBody(fmt.Sprintf("edited by timq dev #%d", n))}
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/timq/timq/internal/dlq"
 	"github.com/timq/timq/internal/httpserver"
 	"github.com/timq/timq/internal/metrics"
-	"github.com/timq/timq/internal/msgbody"
 	"github.com/timq/timq/internal/ratelimit"
 	"github.com/timq/timq/internal/sim"
 	"github.com/timq/timq/internal/testenv"
@@ -107,7 +106,7 @@ func TestMetricsMatchTheEmulator(t *testing.T) {
 		seq := i
 		enqueue(tasks.Clear{GroupId: group, MsgSeq: &seq})
 		enqueue(tasks.Recall{GroupId: group, MsgSeqList: []chatapi.MsgSeqItem{{MsgSeq: 100 + 2*i}, {MsgSeq: 101 + 2*i}}})
-		enqueue(tasks.Modify{GroupId: group, MsgSeq: 50 + i, MsgBody: msgbody.Text(fmt.Sprintf("edit %d", i))})
+		enqueue(tasks.Modify{GroupId: group, MsgSeq: 50 + i, MsgBody: tasks.TextBody(fmt.Sprintf("edit %d", i))})
 		total += 3
 	}
 	enqueue(tasks.Clear{GroupId: "@TGS#MISSING"}) // 10010: dead-lettered at once
@@ -171,7 +170,7 @@ func TestMetricsMatchTheEmulator(t *testing.T) {
 		// caller passed the ramp check just before its end and got its
 		// turn late on a loaded machine.
 		maxEmpty := int(ratelimit.DefaultColdRamp.Seconds()*98.5/2) + 4
-		bs := w.BudgetStats()[ep]
+		bs := w.BudgetStats()[ep.Short()]
 		granted := value(fams, "timq_ratelimit_slots_total", map[string]string{"endpoint": short, "outcome": metrics.SlotGranted})
 		// Granted slots whose call could not leave in time count too.
 		used := st.Calls + bs.MissedSends

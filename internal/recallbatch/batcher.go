@@ -61,6 +61,12 @@ type Options struct {
 	// than the queue holds. Defaults to DefaultDispatchers; use
 	// DispatchersFor(rate) above 200 calls a second.
 	Dispatchers int
+	// CallContext is the context every call is sent in. A call once sent
+	// outlives the Recall that joined it (so that no recall goes
+	// unreported) but not CallContext: cancelling it cuts off the calls in
+	// flight, as a worker does when its shutdown timeout ends. Defaults to
+	// context.Background().
+	CallContext context.Context
 }
 
 // Batcher coalesces recalls. It is safe for concurrent use; Start it before
@@ -140,6 +146,9 @@ func New(lim ratelimit.Limiter, send SendFunc, opts Options) *Batcher {
 	}
 	if opts.Dispatchers <= 0 {
 		opts.Dispatchers = DefaultDispatchers
+	}
+	if opts.CallContext == nil {
+		opts.CallContext = context.Background()
 	}
 	return &Batcher{lim: lim, send: send, opts: opts, open: map[Key][]*batch{}, wake: make(chan struct{}, opts.Dispatchers)}
 }
@@ -383,7 +392,7 @@ func (b *Batcher) sendBatch(ctx context.Context, bt *batch, grant *ratelimit.Gra
 	}
 	sent := time.Now()
 	// The call outlives a stopping dispatcher: its members wait for it.
-	codes, err := b.send(chatapi.WithSendDeadline(context.WithoutCancel(ctx), grant.SendByAfter(bt.missed)), bt.key, seqs)
+	codes, err := b.send(chatapi.WithSendDeadline(b.opts.CallContext, grant.SendByAfter(bt.missed)), bt.key, seqs)
 	missed := errors.Is(err, chatapi.ErrSendDeadline)
 	if missed {
 		grant.Missed()

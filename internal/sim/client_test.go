@@ -6,8 +6,9 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/timq/timq/tasks"
+
 	"github.com/timq/timq/internal/chatapi"
-	"github.com/timq/timq/internal/msgbody"
 	"github.com/timq/timq/internal/sim"
 )
 
@@ -30,7 +31,7 @@ func TestWithChatapiClient(t *testing.T) {
 	if err := srv.CreateGroup("@TGS#2J4SZEAEL", sim.GroupPublic); err != nil {
 		t.Fatal(err)
 	}
-	sent, err := c.SendGroupMsg(ctx, &chatapi.SendGroupMsgRequest{GroupId: "@TGS#2J4SZEAEL", Random: 9, MsgBody: msgbody.Text("hello")})
+	sent, err := c.SendGroupMsg(ctx, &chatapi.SendGroupMsgRequest{GroupId: "@TGS#2J4SZEAEL", Random: 9, MsgBody: tasks.TextBody("hello")})
 	if err != nil || sent.MsgSeq != 1 {
 		t.Fatalf("SendGroupMsg = %+v, %v", sent, err)
 	}

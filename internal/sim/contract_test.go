@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/timq/timq/tasks"
+
 	"github.com/timq/timq/internal/chatapi"
-	"github.com/timq/timq/internal/msgbody"
 	"github.com/timq/timq/internal/sim"
 )
 
@@ -30,7 +31,7 @@ func TestClientEmulatorContract(t *testing.T) {
 	const app, key = 1400000001, "contract-key"
 	modify := func(group string) func(context.Context, *chatapi.Client) error {
 		return func(ctx context.Context, c *chatapi.Client) error {
-			_, err := c.ModifyGroupMsg(ctx, &chatapi.ModifyGroupMsgRequest{GroupId: group, MsgSeq: 1, MsgBody: msgbody.Text("x")})
+			_, err := c.ModifyGroupMsg(ctx, &chatapi.ModifyGroupMsgRequest{GroupId: group, MsgSeq: 1, MsgBody: tasks.TextBody("x")})
 			return err
 		}
 	}

@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 
+	"github.com/timq/timq/tasks"
+
 	"github.com/timq/timq/internal/chatapi"
-	"github.com/timq/timq/internal/msgbody"
 )
 
 // present reports whether the body has a non-null top-level field name.
@@ -29,11 +30,11 @@ func (c *call) decode(v any, code int) answer {
 
 // bodyFailure turns a msgbody validation error into the answer.
 func bodyFailure(err error) answer {
-	var be *msgbody.Error
+	var be *tasks.MsgBodyError
 	if errors.As(err, &be) {
 		return failure(be.Code, "%s", be.Error())
 	}
-	return failure(msgbody.CodeBadElement, "MsgBody: %v", err)
+	return failure(tasks.MsgBodyCodeBadElement, "MsgBody: %v", err)
 }
 
 // clearGroupMsg marks messages cleared: seq <= MsgSeq, or every message when
@@ -119,7 +120,7 @@ func (s *Server) groupMsgRecall(e *endpoint, c *call) answer {
 func (s *Server) modifyGroupMsg(_ *endpoint, c *call) answer {
 	hasBody := c.present("MsgBody")
 	if hasBody {
-		if err := msgbody.ValidateRaw(c.raw["MsgBody"]); err != nil {
+		if err := tasks.ValidateMsgBodyJSON(c.raw["MsgBody"]); err != nil {
 			return bodyFailure(err)
 		}
 	}
@@ -167,7 +168,7 @@ func (s *Server) modifyGroupMsg(_ *endpoint, c *call) answer {
 
 // sendGroupMsg appends a message and answers its seq and time.
 func (s *Server) sendGroupMsg(_ *endpoint, c *call) answer {
-	if err := msgbody.ValidateRaw(c.raw["MsgBody"]); err != nil {
+	if err := tasks.ValidateMsgBodyJSON(c.raw["MsgBody"]); err != nil {
 		return bodyFailure(err)
 	}
 	var req chatapi.SendGroupMsgRequest

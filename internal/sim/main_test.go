@@ -8,8 +8,12 @@ import (
 	"github.com/timq/timq/internal/chatapi"
 )
 
-// The API clients the tests make may leave their idle-connection cleaner
-// running for a few seconds (chatapi.LingeringGoroutine).
+// The API clients the tests make may leave the loops of kept-alive
+// connections running for a few seconds (chatapi.LingeringGoroutines).
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction(chatapi.LingeringGoroutine))
+	var opts []goleak.Option
+	for _, fn := range chatapi.LingeringGoroutines {
+		opts = append(opts, goleak.IgnoreAnyFunction(fn))
+	}
+	goleak.VerifyTestMain(m, opts...)
 }

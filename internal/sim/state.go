@@ -6,8 +6,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/timq/timq/tasks"
+
 	"github.com/timq/timq/internal/chatapi"
-	"github.com/timq/timq/internal/msgbody"
 )
 
 // GroupType is a built-in Chat group type.
@@ -270,7 +271,7 @@ func (s *Server) AddMessages(groupID, topicID string, n int) (first, last uint64
 			from:   s.cfg.Admins[0],
 			random: uint32(seq),
 			time:   now,
-			body:   msgbody.Text(fmt.Sprintf("seed message %d", seq)),
+			body:   tasks.TextBody(fmt.Sprintf("seed message %d", seq)),
 		})
 	}
 	if n == 0 {

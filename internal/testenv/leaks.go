@@ -7,8 +7,12 @@ import (
 )
 
 // LeakOptions are the goleak options for a package whose tests run workers
-// or API clients: they ignore the idle-connection cleaner an API client
-// may leave running for a few seconds (chatapi.LingeringGoroutine).
+// or API clients: they ignore the loops of kept-alive connections an API
+// client may leave running for a few seconds (chatapi.LingeringGoroutines).
 func LeakOptions() []goleak.Option {
-	return []goleak.Option{goleak.IgnoreAnyFunction(chatapi.LingeringGoroutine)}
+	var opts []goleak.Option
+	for _, fn := range chatapi.LingeringGoroutines {
+		opts = append(opts, goleak.IgnoreAnyFunction(fn))
+	}
+	return opts
 }

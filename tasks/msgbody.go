@@ -1,41 +1,38 @@
-// Package msgbody validates a Tencent Cloud Chat message body (MsgBody): an
+package tasks
+
+// This file validates a Tencent Cloud Chat message body (MsgBody): an
 // array of {"MsgType","MsgContent"} elements whose content fields depend on
-// the element type.
-//
-// Producers use it to reject a bad modify task before it is queued, and the
-// emulator uses it to answer the same ErrorCode Tencent would. Both therefore
-// agree on what a valid body is.
-package msgbody
+// the element type. Producers use it to reject a bad modify task before it
+// is queued, and the emulator uses it to answer the same ErrorCode Tencent
+// would, so both agree on what a valid body is.
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-
-	"github.com/timq/timq/internal/chatapi"
 )
 
-// MaxBytes is the largest encoded MsgBody accepted (Tencent documents about 8 KB).
-const MaxBytes = 8 * 1024
+// MaxMsgBodyBytes is the largest encoded MsgBody accepted (Tencent documents about 8 KB).
+const MaxMsgBodyBytes = 8 * 1024
 
 // ErrorCodes answered for a bad body, as the API does.
 const (
-	CodeNotArray   = 90007 // MsgBody is not a JSON array
-	CodeEmpty      = 90002 // MsgBody has no element or is missing
-	CodeBadElement = 90010 // an element's type or content is wrong
-	CodeTooLong    = 80002 // MsgBody is too long
+	MsgBodyCodeNotArray   = 90007 // MsgBody is not a JSON array
+	MsgBodyCodeEmpty      = 90002 // MsgBody has no element or is missing
+	MsgBodyCodeBadElement = 90010 // an element's type or content is wrong
+	MsgBodyCodeTooLong    = 80002 // MsgBody is too long
 )
 
-// Error names the element and field that make a body invalid, and the
+// MsgBodyError names the element and field that make a body invalid, and the
 // ErrorCode the API would answer for it.
-type Error struct {
+type MsgBodyError struct {
 	Index  int    // element index, -1 for the body as a whole
 	Field  string // path of the bad field, e.g. "MsgBody[1].MsgContent.Text"
 	Code   int    // ErrorCode the API answers
 	Reason string
 }
 
-func (e *Error) Error() string { return e.Field + ": " + e.Reason }
+func (e *MsgBodyError) Error() string { return e.Field + ": " + e.Reason }
 
 type kind int
 
@@ -82,32 +79,32 @@ var elementFields = map[string][]field{
 
 var imageInfoFields = reqN("Type", "Size", "Width", "Height")
 
-// ValidateRaw checks an undecoded MsgBody: present, a JSON array, within
-// MaxBytes, and then every element as Validate does.
-func ValidateRaw(raw json.RawMessage) error {
+// ValidateMsgBodyJSON checks an undecoded MsgBody: present, a JSON array, within
+// MaxMsgBodyBytes, and then every element as Validate does.
+func ValidateMsgBodyJSON(raw json.RawMessage) error {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		return &Error{Index: -1, Field: "MsgBody", Code: CodeEmpty, Reason: "is required"}
+		return &MsgBodyError{Index: -1, Field: "MsgBody", Code: MsgBodyCodeEmpty, Reason: "is required"}
 	}
 	if raw[0] != '[' {
-		return &Error{Index: -1, Field: "MsgBody", Code: CodeNotArray, Reason: "must be a JSON array of elements"}
+		return &MsgBodyError{Index: -1, Field: "MsgBody", Code: MsgBodyCodeNotArray, Reason: "must be a JSON array of elements"}
 	}
-	if len(raw) > MaxBytes {
-		return &Error{Index: -1, Field: "MsgBody", Code: CodeTooLong, Reason: fmt.Sprintf("is %d bytes, more than the %d allowed", len(raw), MaxBytes)}
+	if len(raw) > MaxMsgBodyBytes {
+		return &MsgBodyError{Index: -1, Field: "MsgBody", Code: MsgBodyCodeTooLong, Reason: fmt.Sprintf("is %d bytes, more than the %d allowed", len(raw), MaxMsgBodyBytes)}
 	}
-	var body []chatapi.MsgElement
+	var body []MsgElement
 	if err := json.Unmarshal(raw, &body); err != nil {
-		return &Error{Index: -1, Field: "MsgBody", Code: CodeNotArray, Reason: "is not an array of {MsgType, MsgContent} objects"}
+		return &MsgBodyError{Index: -1, Field: "MsgBody", Code: MsgBodyCodeNotArray, Reason: "is not an array of {MsgType, MsgContent} objects"}
 	}
-	return Validate(body)
+	return ValidateMsgBody(body)
 }
 
-// Validate checks a decoded MsgBody: at least one element, known MsgTypes,
+// ValidateMsgBody checks a decoded MsgBody: at least one element, known MsgTypes,
 // each element's required content fields present with the right JSON type,
-// at most one TIMCustomElem, and the encoded size within MaxBytes.
-func Validate(body []chatapi.MsgElement) error {
+// at most one TIMCustomElem, and the encoded size within MaxMsgBodyBytes.
+func ValidateMsgBody(body []MsgElement) error {
 	if len(body) == 0 {
-		return &Error{Index: -1, Field: "MsgBody", Code: CodeEmpty, Reason: "must hold at least one element"}
+		return &MsgBodyError{Index: -1, Field: "MsgBody", Code: MsgBodyCodeEmpty, Reason: "must hold at least one element"}
 	}
 	customs := 0
 	size := 2
@@ -115,16 +112,16 @@ func Validate(body []chatapi.MsgElement) error {
 		path := fmt.Sprintf("MsgBody[%d]", i)
 		fields, ok := elementFields[el.MsgType]
 		if !ok {
-			return &Error{Index: i, Field: path + ".MsgType", Code: CodeBadElement, Reason: fmt.Sprintf("unknown element type %q", el.MsgType)}
+			return &MsgBodyError{Index: i, Field: path + ".MsgType", Code: MsgBodyCodeBadElement, Reason: fmt.Sprintf("unknown element type %q", el.MsgType)}
 		}
 		if el.MsgType == "TIMCustomElem" {
 			if customs++; customs > 1 {
-				return &Error{Index: i, Field: path + ".MsgType", Code: CodeBadElement, Reason: "a message holds at most one TIMCustomElem"}
+				return &MsgBodyError{Index: i, Field: path + ".MsgType", Code: MsgBodyCodeBadElement, Reason: "a message holds at most one TIMCustomElem"}
 			}
 		}
 		var content map[string]json.RawMessage
 		if err := json.Unmarshal(el.MsgContent, &content); err != nil || content == nil {
-			return &Error{Index: i, Field: path + ".MsgContent", Code: CodeBadElement, Reason: "must be a JSON object"}
+			return &MsgBodyError{Index: i, Field: path + ".MsgContent", Code: MsgBodyCodeBadElement, Reason: "must be a JSON object"}
 		}
 		if err := checkFields(i, path+".MsgContent", content, fields); err != nil {
 			return err
@@ -136,8 +133,8 @@ func Validate(body []chatapi.MsgElement) error {
 		}
 		size += len(el.MsgType) + len(el.MsgContent) + 30
 	}
-	if size > MaxBytes {
-		return &Error{Index: -1, Field: "MsgBody", Code: CodeTooLong, Reason: fmt.Sprintf("is about %d bytes, more than the %d allowed", size, MaxBytes)}
+	if size > MaxMsgBodyBytes {
+		return &MsgBodyError{Index: -1, Field: "MsgBody", Code: MsgBodyCodeTooLong, Reason: fmt.Sprintf("is about %d bytes, more than the %d allowed", size, MaxMsgBodyBytes)}
 	}
 	return nil
 }
@@ -145,7 +142,7 @@ func Validate(body []chatapi.MsgElement) error {
 func checkImageInfo(i int, path string, raw json.RawMessage) error {
 	var infos []map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &infos); err != nil || len(infos) == 0 {
-		return &Error{Index: i, Field: path, Code: CodeBadElement, Reason: "must be a non-empty array of image infos"}
+		return &MsgBodyError{Index: i, Field: path, Code: MsgBodyCodeBadElement, Reason: "must be a non-empty array of image infos"}
 	}
 	for j, info := range infos {
 		if err := checkFields(i, fmt.Sprintf("%s[%d]", path, j), info, imageInfoFields); err != nil {
@@ -163,12 +160,12 @@ func checkFields(i int, path string, content map[string]json.RawMessage, fields 
 		raw, ok := content[f.name]
 		if !ok || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
 			if f.required {
-				return &Error{Index: i, Field: path + "." + f.name, Code: CodeBadElement, Reason: "is required"}
+				return &MsgBodyError{Index: i, Field: path + "." + f.name, Code: MsgBodyCodeBadElement, Reason: "is required"}
 			}
 			continue
 		}
 		if err := checkKind(bytes.TrimSpace(raw), f); err != "" {
-			return &Error{Index: i, Field: path + "." + f.name, Code: CodeBadElement, Reason: err}
+			return &MsgBodyError{Index: i, Field: path + "." + f.name, Code: MsgBodyCodeBadElement, Reason: err}
 		}
 	}
 	return nil
@@ -201,8 +198,12 @@ func checkKind(raw json.RawMessage, f field) string {
 	return ""
 }
 
-// Text returns a body holding one TIMTextElem with the given text.
-func Text(text string) []chatapi.MsgElement {
-	content, _ := json.Marshal(struct{ Text string }{text})
-	return []chatapi.MsgElement{{MsgType: "TIMTextElem", MsgContent: content}}
+// TextElem returns a TIMTextElem element holding text.
+func TextElem(text string) MsgElement {
+	content, _ := json.Marshal(struct{ Text string }{text}) // a string always marshals
+	return MsgElement{MsgType: "TIMTextElem", MsgContent: content}
 }
+
+// TextBody returns a message body of one TIMTextElem holding text, the
+// usual MsgBody of a Modify.
+func TextBody(text string) []MsgElement { return []MsgElement{TextElem(text)} }

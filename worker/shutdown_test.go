@@ -1,0 +1,51 @@
+package worker_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/timq/timq/internal/chatapi"
+	"github.com/timq/timq/internal/sim"
+	"github.com/timq/timq/tasks"
+	"github.com/timq/timq/worker"
+)
+
+// A stop with the API hung ends within the shutdown timeout plus a second:
+// calls still waiting for their answer are cut off, and their tasks go back
+// to the queue, neither lost nor dead-lettered.
+func TestShutdownTimeoutBoundsTheStopWithAHungAPI(t *testing.T) {
+	t.Parallel()
+	hang := sim.Faults{Hang: 1, HangFor: time.Minute}
+	b := setup(t, sim.Config{Faults: map[chatapi.Endpoint]sim.Faults{
+		chatapi.EndpointClear: hang, chatapi.EndpointRecall: hang, chatapi.EndpointModify: hang,
+	}})
+	b.group("@TGS#hung", sim.GroupPublic, 5)
+	b.cfg.API.Timeout = time.Minute // only the shutdown may end the calls
+	b.cfg.ShutdownTimeout = time.Second
+	w, err := worker.New(b.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	b.enqueue(tasks.Clear{GroupId: "@TGS#hung"})
+	b.enqueue(tasks.Recall{GroupId: "@TGS#hung", MsgSeqList: []tasks.MsgSeqItem{{MsgSeq: 2}}})
+	waitFor(t, 10*time.Second, "both calls hang in the emulator", func() bool {
+		st := b.emu.Stats().Endpoints
+		return st[chatapi.EndpointClear].Hangs == 1 && st[chatapi.EndpointRecall].Hangs == 1
+	})
+
+	start := time.Now()
+	w.Shutdown()
+	if took := time.Since(start); took > b.cfg.ShutdownTimeout+time.Second {
+		t.Fatalf("Shutdown took %s with a %s shutdown timeout, want at most a second more", took, b.cfg.ShutdownTimeout)
+	}
+	c := b.counts()
+	if c.pending+c.retry+c.scheduled != 2 || c.archived != 0 || c.completed != 0 || c.active != 0 {
+		t.Fatalf("after the stop: %+v; want both tasks back in their queues (pending or retry)", c)
+	}
+	if n, err := b.dlq.Count(t.Context()); err != nil || n != 0 {
+		t.Fatalf("dead letters: %d (%v), want 0", n, err)
+	}
+}
