@@ -4,13 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/timq/timq/internal/ackbatch"
-	"github.com/timq/timq/internal/prefetch"
 	"github.com/timq/timq/tasks"
 )
 
@@ -28,7 +27,7 @@ const (
 	// a second over 50 groups need about 10 per group waiting (500) plus
 	// about 100 in calls. Each one in flight holds two goroutines and its
 	// task: with 1,000 a worker's peak RSS was about 60 MB in make bench,
-	// with 600 about 47 MB, and issue 7's 7a/7b still sent 10 messages per
+	// with 600 about 47 MB, and the bench's recall scenarios 7a/7b still sent 10 messages per
 	// call at 1,963-1,970 messages/s (300 fell to 8.45 per call).
 	DefaultRecallConcurrency = 600
 	// DefaultMaxRetry caps the retries of any task, whatever it asked for.
@@ -46,17 +45,6 @@ const (
 	// DefaultShutdownTimeout is how long a stopping worker waits for tasks in
 	// flight before handing them back to the queue.
 	DefaultShutdownTimeout = 25 * time.Second
-	// DefaultAckDelay is Config.AckDelay's default: at the API's limit a
-	// worker ends about 600 tasks a second, so 100 ms gathers up to a
-	// quarter of the concurrency (25) into one round trip, and with four
-	// workers, each ending 150 a second, still about 15.
-	DefaultAckDelay = ackbatch.DefaultDelay
-	// DefaultPrefetch is Config.Prefetch's default.
-	DefaultPrefetch = prefetch.DefaultBatch
-	// MaxAckDelay is the longest Config.AckDelay allowed: far below asynq's
-	// 30 s lease, after which a held acknowledgement would be dropped and its
-	// task run again.
-	MaxAckDelay = time.Second
 	// DefaultPollInterval is how often retries and delayed tasks are moved
 	// to their queue (asynq's DelayedTaskCheckInterval; its default of 5 s
 	// is long next to a 1 s retry).
@@ -87,6 +75,11 @@ type API struct {
 	BaseURL string
 	// Timeout bounds one HTTP call. Defaults to 10 s (Tencent's own limit is 3 s).
 	Timeout time.Duration
+	// HTTPClient sends the API calls, for a caller that needs its own
+	// proxies, TLS settings, tracing or test double. Timeout still bounds
+	// each call. Defaults to nil: the worker's own client, keeping a
+	// connection alive for every call that can be in flight at once.
+	HTTPClient *http.Client
 }
 
 // Bounds of Config fields.
@@ -152,18 +145,6 @@ type Config struct {
 	// ShutdownTimeout is how long Shutdown waits for tasks in flight.
 	// Defaults to DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
-	// AckDelay is how long the Redis script that ends a task well (done,
-	// completed, handed back) may wait to share a round trip with others;
-	// see package ackbatch. The task's slot stays taken meanwhile, and its
-	// state in Redis (what the dashboard shows) stays active. 0 means
-	// DefaultAckDelay; a negative value sends each script on its own.
-	AckDelay time.Duration
-	// Prefetch is how many tasks the worker may take from a queue in one
-	// Redis round trip (see package prefetch), capped at a quarter of the
-	// smallest concurrency. Taken tasks wait at most 5 s in the worker
-	// before going back to their queue. 0 means DefaultPrefetch; 1 or less
-	// takes one at a time, as asynq does.
-	Prefetch int
 	// PollInterval is how often due retries are moved back to their queue.
 	// Defaults to DefaultPollInterval.
 	PollInterval time.Duration
@@ -236,15 +217,6 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ShutdownTimeout, err = durationOrDefault("ShutdownTimeout", c.ShutdownTimeout, DefaultShutdownTimeout); err != nil {
 		return c, err
-	}
-	if c.Prefetch == 0 {
-		c.Prefetch = DefaultPrefetch
-	}
-	if c.AckDelay == 0 {
-		c.AckDelay = DefaultAckDelay
-	}
-	if c.AckDelay > MaxAckDelay {
-		return c, fmt.Errorf("worker: AckDelay: must be at most %v, got %v", MaxAckDelay, c.AckDelay)
 	}
 	if c.PollInterval, err = durationOrDefault("PollInterval", c.PollInterval, DefaultPollInterval); err != nil {
 		return c, err

@@ -77,13 +77,13 @@ func TestNewRejectsBadNumbersNamingTheField(t *testing.T) {
 }
 
 // TestNewAcceptsTheRateBoundsAndOffSwitches: the bounds themselves are
-// valid rates, and a negative AckDelay or ReconcileInterval means off, as
+// valid rates, and a negative ReconcileInterval means off, as
 // documented, not an error.
 func TestNewAcceptsTheRateBoundsAndOffSwitches(t *testing.T) {
 	for _, change := range []func(*worker.Config){
 		func(c *worker.Config) { c.Rate = worker.MinRate },
 		func(c *worker.Config) { c.Rate = worker.MaxRate },
-		func(c *worker.Config) { c.AckDelay, c.ReconcileInterval = -1, -1 },
+		func(c *worker.Config) { c.ReconcileInterval = -1 },
 	} {
 		cfg := validConfig()
 		change(&cfg)

@@ -1,6 +1,8 @@
 package worker_test
 
 import (
+	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,5 +49,31 @@ func TestShutdownTimeoutBoundsTheStopWithAHungAPI(t *testing.T) {
 	}
 	if n, err := b.dlq.Count(t.Context()); err != nil || n != 0 {
 		t.Fatalf("dead letters: %d (%v), want 0", n, err)
+	}
+}
+
+// countingTransport counts the requests it passes on.
+type countingTransport struct{ n atomic.Int64 }
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// A caller's own HTTP client sends the worker's API calls.
+func TestWorkerUsesTheCallersHTTPClient(t *testing.T) {
+	t.Parallel()
+	b := setup(t, sim.Config{})
+	b.group("own-client", sim.GroupPublic, 5)
+	tr := &countingTransport{}
+	b.cfg.API.HTTPClient = &http.Client{Transport: tr}
+	b.startWorker()
+	b.enqueue(tasks.Clear{GroupId: "own-client"})
+	waitFor(t, 10*time.Second, "the clear is applied", func() bool {
+		m, _ := b.emu.Message("own-client", "", 5)
+		return m.Cleared
+	})
+	if n := tr.n.Load(); n != 1 {
+		t.Fatalf("the caller's client sent %d requests, want 1", n)
 	}
 }

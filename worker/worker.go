@@ -43,11 +43,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/timq/timq/internal/ackbatch"
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/dlq"
 	"github.com/timq/timq/internal/metrics"
-	"github.com/timq/timq/internal/prefetch"
 	"github.com/timq/timq/internal/ratelimit"
 	"github.com/timq/timq/internal/recallbatch"
 	"github.com/timq/timq/tasks"
@@ -75,8 +73,6 @@ type Worker struct {
 	mu        sync.Mutex
 	servers   []*asynq.Server
 	asynqRDB  redis.UniversalClient // the servers' shared client; they do not close it
-	acks      *ackbatch.Hook        // on asynqRDB; nil when AckDelay < 0
-	prefetch  *prefetch.Hook        // on asynqRDB; nil when Prefetch <= 1
 	started   bool
 	stopBg    context.CancelFunc // stops the archive reconciler
 	bgDone    chan struct{}
@@ -103,8 +99,9 @@ func New(cfg Config) (*Worker, error) {
 		BaseURL:   cfg.API.BaseURL,
 		Timeout:   cfg.API.Timeout,
 		// A connection for every call that can be in flight at once.
-		MaxConns: max(chatapi.DefaultMaxConns, 2*cfg.Concurrency+cfg.RecallConcurrency),
-		Observer: m.ObserveCall,
+		MaxConns:   max(chatapi.DefaultMaxConns, 2*cfg.Concurrency+cfg.RecallConcurrency),
+		Observer:   m.ObserveCall,
+		HTTPClient: cfg.API.HTTPClient,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("worker: API: %w", err)
@@ -149,13 +146,10 @@ func New(cfg Config) (*Worker, error) {
 			return nil, fmt.Errorf("worker: Metrics: %w", err)
 		}
 	}
-	// After a cold start each endpoint leaves every second slot empty for a
-	// moment, while the HTTP client opens its connections (see
-	// ratelimit.ColdStart). Every
-	// wait for a token is timed, whoever waits (a task or the recall
+	// Every wait for a token is timed, whoever waits (a task or the recall
 	// batcher).
 	for ep, l := range w.pacers {
-		w.pacers[ep] = m.TimeWaits(ep, ratelimit.NewColdStart(l))
+		w.pacers[ep] = m.TimeWaits(ep, l)
 	}
 	w.calls, w.cutCalls = context.WithCancel(context.Background())
 	w.recalls = recallbatch.New(w.pacers[chatapi.EndpointRecall], w.sendRecall, recallbatch.Options{
@@ -189,23 +183,10 @@ func (w *Worker) Start() error {
 		return errors.New("worker: already started")
 	}
 	handler := w.Handler()
-	// One client for the three servers, so that the scripts ending their
-	// tasks share round trips (see package ackbatch).
+	// One Redis client for the three servers.
 	asynqRDB, err := newRedisClient(w.cfg.Redis)
 	if err != nil {
 		return err
-	}
-	// Held acknowledgements and buffered tasks keep slots or leases: each
-	// takes at most a quarter of the smallest server's slots.
-	quarter := max(1, min(w.cfg.Concurrency, w.cfg.RecallConcurrency)/4)
-	// Prefetch first, so that its fetches carry held acknowledgements.
-	var pre *prefetch.Hook
-	if w.cfg.Prefetch > 1 {
-		pre = prefetch.Install(asynqRDB, prefetch.Options{Batch: min(w.cfg.Prefetch, quarter)})
-	}
-	var acks *ackbatch.Hook
-	if w.cfg.AckDelay >= 0 {
-		acks = ackbatch.Install(asynqRDB, ackbatch.Options{Delay: w.cfg.AckDelay, MaxBatch: quarter})
 	}
 	for _, typ := range tasks.Types() {
 		concurrency := w.cfg.Concurrency
@@ -229,14 +210,13 @@ func (w *Worker) Start() error {
 				s.Shutdown()
 			}
 			w.servers = nil
-			w.handBack(pre)
 			_ = asynqRDB.Close()
 			return fmt.Errorf("worker: start %s server: %w", typ, err)
 		}
 		w.servers = append(w.servers, srv)
 	}
 	w.started = true
-	w.asynqRDB, w.acks, w.prefetch = asynqRDB, acks, pre
+	w.asynqRDB = asynqRDB
 	if w.cfg.ReconcileInterval > 0 {
 		w.inspector = asynq.NewInspector(w.cfg.Redis)
 		var queues []string
@@ -288,9 +268,7 @@ func (w *Worker) Shutdown() {
 	}
 	wg.Wait()
 	w.mu.Lock()
-	acks, pre := w.acks, w.prefetch
 	if w.asynqRDB != nil && len(servers) > 0 {
-		w.handBack(pre)
 		_ = w.asynqRDB.Close()
 		w.asynqRDB = nil
 	}
@@ -312,31 +290,9 @@ func (w *Worker) Shutdown() {
 		for ep, st := range w.BudgetStats() {
 			args = append(args, ep, st)
 		}
-		if acks != nil {
-			args = append(args, "acks", acks.Stats())
-		}
-		if pre != nil {
-			args = append(args, "prefetch", pre.Stats())
-		}
 		w.log.Info("worker stopped", args...)
 	}
 	_ = w.rdb.Close()
-}
-
-// handBack stops pre's sweeper and returns the tasks it holds to their
-// queues; asynq's servers must have stopped. A failure is logged: those
-// tasks come back through asynq's lease recovery instead, which counts a
-// failed attempt for each.
-func (w *Worker) handBack(pre *prefetch.Hook) {
-	if pre == nil {
-		return
-	}
-	pre.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := pre.HandBack(ctx); err != nil {
-		w.log.Warn("could not hand prefetched tasks back: asynq's lease recovery will, counting a failed attempt for each", "error", err)
-	}
 }
 
 // newRedisClient makes a go-redis client from opt, as asynq does.

@@ -771,18 +771,3 @@ func TestMoreThanTenThousandDeadLettersAreAllKept(t *testing.T) {
 		t.Fatalf("asynq's archive holds %d: it no longer trims at 10,000, so this test proves nothing", archived)
 	}
 }
-
-func TestAnAckDelayNearTheLeaseIsRefused(t *testing.T) {
-	cfg := worker.Config{
-		Redis: asynq.RedisClientOpt{Addr: "127.0.0.1:1"},
-		API:   worker.API{SDKAppID: 1400000000, SecretKey: "k", BaseURL: "http://127.0.0.1:1"},
-	}
-	cfg.AckDelay = worker.MaxAckDelay
-	if _, err := worker.New(cfg); err != nil {
-		t.Fatalf("AckDelay at the maximum: %v", err)
-	}
-	cfg.AckDelay = worker.MaxAckDelay + time.Millisecond
-	if _, err := worker.New(cfg); err == nil || !strings.Contains(err.Error(), "AckDelay") {
-		t.Fatalf("AckDelay over the maximum: error %v, want one naming AckDelay", err)
-	}
-}

@@ -8,7 +8,7 @@
 // backlog (clear, recall and modify at once) sized to keep every endpoint
 // busy for Config.Duration at its limit, waits until it is drained, then
 // measures enqueue-to-call latency with the queues idle. Then, with one
-// worker and recalls only, it runs issue 7's scenarios: a backlog of
+// worker and recalls only, it runs the recall scenarios: a backlog of
 // single-message recalls over 50 groups, one hot group, and a lone recall.
 //
 // Everything it reports comes from outside the workers: call counts, the
@@ -73,7 +73,7 @@ type Config struct {
 	// Out is the directory for results.md, calls.csv, calls.png and logs/.
 	// Defaults to DefaultOut.
 	Out string
-	// SkipRecallScenarios leaves out issue 7's recall-only scenarios.
+	// SkipRecallScenarios leaves out the recall-only scenarios.
 	SkipRecallScenarios bool
 	// RedisAddr is the real Redis to try first; defaults to 127.0.0.1:6379.
 	RedisAddr string
@@ -229,7 +229,7 @@ type Row struct {
 	Drained bool
 }
 
-// RecallRow is one of issue 7's recall-only scenarios, with one worker.
+// RecallRow is one of the recall-only scenarios, with one worker.
 type RecallRow struct {
 	Scenario string // "7a", "7b", "7c"
 	Desc     string
@@ -568,7 +568,7 @@ func (r *runner) runMixed(ctx context.Context, n int) error {
 	// modifies to distinct messages of 50 groups, and recalls (one message
 	// each) to a group of their own each: recall coalescing can then not
 	// merge them, so the recall endpoint stays busy as long as the others
-	// and the run measures the call budget. Issue 7's scenarios measure
+	// and the run measures the call budget. The recall scenarios measure
 	// coalescing.
 	var groups []sim.SeedGroup
 	for g := range clearGroups {
@@ -764,7 +764,7 @@ func (r *runner) latencyPhase(ctx context.Context, k int) (map[chatapi.Endpoint]
 	return lat, missing, nil
 }
 
-// runRecallScenarios runs issue 7's scenarios with one worker.
+// runRecallScenarios runs the recall scenarios with one worker.
 func (r *runner) runRecallScenarios(ctx context.Context) error {
 	capDur := r.cfg.recallCap()
 	spread := int(2000 * capDur.Seconds())

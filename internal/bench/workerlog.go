@@ -30,8 +30,7 @@ func budgetStatsFromLog(path string) (map[string]ratelimit.SharedStats, error) {
 }
 
 // parseBudgetStats finds the last "worker stopped" line in a JSON log and
-// decodes its per-endpoint ratelimit.SharedStats (leaving out "acks" and
-// "prefetch", the ackbatch and prefetch counts). Lines that are not JSON
+// decodes its per-endpoint ratelimit.SharedStats. Lines that are not JSON
 // (a Go runtime message, say) are skipped.
 func parseBudgetStats(r io.Reader) (map[string]ratelimit.SharedStats, error) {
 	sc := bufio.NewScanner(r)
@@ -49,7 +48,7 @@ func parseBudgetStats(r io.Reader) (map[string]ratelimit.SharedStats, error) {
 		out = map[string]ratelimit.SharedStats{}
 		for k, v := range line {
 			var st ratelimit.SharedStats
-			if k == "time" || k == "level" || k == "msg" || k == "acks" || k == "prefetch" || json.Unmarshal(v, &st) != nil {
+			if k == "time" || k == "level" || k == "msg" || json.Unmarshal(v, &st) != nil {
 				continue
 			}
 			out[k] = st

@@ -20,7 +20,7 @@ Runs the benchmark behind "make bench": a Redis (the one at REDIS_ADDR or
 127.0.0.1:6379 when it answers, else a redis-server or an embedded one), the
 emulator with 40 ms + up to 20 ms latency, and 1, 2 then 4 timq worker
 processes, each draining a mixed backlog (clear, recall, modify) sized to
-keep every endpoint busy for --duration; then issue 7's recall scenarios.
+keep every endpoint busy for --duration; then the recall scenarios.
 Prints one table row per worker count and endpoint and writes results.md,
 calls.csv, calls.png and logs/ to --out. Every process it starts is stopped
 when it ends or is interrupted. The full run takes about 2.5 minutes.`
@@ -32,7 +32,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	workers := fs.String("workers", "1,2,4", "worker-process counts to run in turn, comma-separated")
 	out := fs.String("out", bench.DefaultOut, "directory for results.md, calls.csv, calls.png and logs/")
 	duration := fs.Duration("duration", bench.DefaultDuration, "how long each backlog keeps every endpoint busy at its limit")
-	skipRecall := fs.Bool("skip-recall-scenarios", false, "leave out issue 7's recall-only scenarios")
+	skipRecall := fs.Bool("skip-recall-scenarios", false, "leave out the recall-only scenarios")
 	bin := fs.String("bin", "", "the timq binary to run as sim and worker (default: this one)")
 	busy := fs.Int("busy", 0, fmt.Sprintf("start `N` busy-loop processes (0 to %d) that compete for the CPU, as on a host busy with other work", bench.MaxBusyLoops))
 	profDir := fs.String("cpuprofile", "", "write each worker's CPU profile to `DIR`/worker-RUN-N.pprof (for go tool pprof)")

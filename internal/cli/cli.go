@@ -24,14 +24,6 @@ type Env struct {
 	Getenv func(string) string
 	// IsTerminal reports whether Stderr is a terminal (for progress bars).
 	IsTerminal bool
-	// SetProcs sets how many OS threads run Go code at once
-	// (runtime.GOMAXPROCS in the real binary). nil leaves them alone, as
-	// tests that run commands in their own process need.
-	SetProcs func(n int)
-	// ReexecErr is why the binary could not re-execute itself at start with
-	// the runtime's sysmon polling (see SysmonPollGODEBUG); nil when it did
-	// not try. `timq worker` logs it as a warning and runs on.
-	ReexecErr error
 	// RedisLog is the sink the binary installed as go-redis's logger (see
 	// package redislog). A long-running command points it at its own
 	// logger; nil (as in tests) leaves go-redis's logging alone.

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -172,61 +171,13 @@ func TestWorkerDashboardRefusesAnOpenAddressWithoutCredentials(t *testing.T) {
 	}
 }
 
-// A failed re-execution at start only warns; the worker runs on. The case
-// stops at a usage error after the warning (--dashboard without
-// --http-addr).
-func TestWorkerWarnsOfAFailedReexec(t *testing.T) {
+// timq worker leaves GOMAXPROCS to Go and has no --procs flag: the
+// runtime's own choice is the conventional one.
+func TestWorkerHasNoProcsFlag(t *testing.T) {
 	t.Parallel()
-	env, _, errb := simEnv(map[string]string{
-		"TIMQ_REDIS_URL": "redis://127.0.0.1:1", "TIMQ_SDKAPPID": "1400000001", "TIMQ_SECRET_KEY": "k", "TIMQ_API_BASE": "http://127.0.0.1:1",
-	})
-	env.ReexecErr = errors.New("exec /proc/self/exe: permission denied")
-	if code := Main(context.Background(), env, []string{"worker", "--dashboard"}); code != 2 || !strings.Contains(errb.String(), "--http-addr") {
-		t.Fatalf("exit %d, stderr %q; want 2 and the --http-addr usage error", code, errb)
-	}
-	if !strings.Contains(errb.String(), "could not re-execute") || !strings.Contains(errb.String(), "permission denied") {
-		t.Errorf("stderr %q: want a warning naming the error", errb)
-	}
-}
-
-// timq worker runs on one thread unless --procs or GOMAXPROCS says
-// otherwise. Each case stops at a usage error after the threads are set
-// (--dashboard without --http-addr), so no worker starts.
-func TestWorkerProcs(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name       string
-		gomaxprocs string
-		args       []string
-		want       int // 0: SetProcs not called
-	}{
-		{"default", "", nil, 1},
-		{"flag", "", []string{"--procs", "3"}, 3},
-		{"GOMAXPROCS in the environment", "4", nil, 0},
-		{"flag over GOMAXPROCS", "4", []string{"--procs", "2"}, 2},
-		{"zero keeps Go's choice", "", []string{"--procs", "0"}, 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			env, _, errb := simEnv(map[string]string{
-				"TIMQ_REDIS_URL": "redis://127.0.0.1:1", "TIMQ_SDKAPPID": "1400000001", "TIMQ_SECRET_KEY": "k",
-				"TIMQ_API_BASE": "http://127.0.0.1:1", "GOMAXPROCS": tc.gomaxprocs,
-			})
-			got := 0
-			env.SetProcs = func(n int) { got = n }
-			if code := Main(context.Background(), env, append([]string{"worker", "--dashboard"}, tc.args...)); code != 2 || !strings.Contains(errb.String(), "--http-addr") {
-				t.Fatalf("exit %d, stderr %q; want 2 and the --http-addr usage error", code, errb)
-			}
-			if got != tc.want {
-				t.Errorf("SetProcs(%d), want %d (0: not called)", got, tc.want)
-			}
-		})
-	}
-	for _, bad := range []string{"-1", "257", "1000000"} {
-		env, _, errb := simEnv(map[string]string{"TIMQ_REDIS_URL": "redis://127.0.0.1:1", "TIMQ_SDKAPPID": "1400000001", "TIMQ_SECRET_KEY": "k", "TIMQ_API_BASE": "http://127.0.0.1:1"})
-		env.SetProcs = func(n int) { t.Errorf("SetProcs(%d) after a bad --procs", n) }
-		if code := Main(context.Background(), env, []string{"worker", "--procs", bad}); code != 2 || !strings.Contains(errb.String(), "--procs: must be 0 (Go's choice, one per core) to 256, got "+bad) {
-			t.Errorf("--procs %s: exit %d, stderr %q; want 2 naming --procs and its bounds", bad, code, errb)
-		}
+	env, _, errb := simEnv(map[string]string{"TIMQ_REDIS_URL": "redis://127.0.0.1:1", "TIMQ_SDKAPPID": "1400000001", "TIMQ_SECRET_KEY": "k", "TIMQ_API_BASE": "http://127.0.0.1:1"})
+	if code := Main(context.Background(), env, []string{"worker", "--procs", "1"}); code != 2 || !strings.Contains(errb.String(), "flag provided but not defined: -procs") {
+		t.Errorf("--procs: exit %d, stderr %q; want 2, an unknown flag", code, errb)
 	}
 }
 

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -35,15 +34,9 @@ type workerSettings struct {
 	dashboard       bool
 	dashReadOnly    bool
 	shutdownTimeout time.Duration
-	ackDelay        time.Duration
-	prefetch        int
 	localBudget     bool
 	appliedResults  bool
-	procs           int
-	// sysmonPoll is parsed here for --help and validation only: main acts
-	// on --sysmon-poll before anything else (see SysmonPollGODEBUG).
-	sysmonPoll bool
-	log        logFlags
+	log             logFlags
 }
 
 func loadWorkerSettings(env *Env) (*workerSettings, error) {
@@ -59,10 +52,10 @@ func loadWorkerSettings(env *Env) (*workerSettings, error) {
 	if s.rate, err = config.Float(get, config.EnvRate, worker.DefaultRate, worker.MinRate, worker.MaxRate); err != nil {
 		return nil, settingError(err)
 	}
-	if s.concurrency, err = config.Int(get, config.EnvConcurrency, worker.DefaultConcurrency, 1, 10000); err != nil {
+	if s.concurrency, err = config.Int(get, config.EnvConcurrency, worker.DefaultConcurrency, 1, worker.MaxConcurrency); err != nil {
 		return nil, settingError(err)
 	}
-	if s.maxRetry, err = config.Int(get, config.EnvMaxRetry, worker.DefaultMaxRetry, 1, 1000); err != nil {
+	if s.maxRetry, err = config.Int(get, config.EnvMaxRetry, worker.DefaultMaxRetry, 1, tasks.MaxRetryLimit); err != nil {
 		return nil, settingError(err)
 	}
 	s.httpAddr = get(config.EnvHTTPAddr)
@@ -90,28 +83,8 @@ func (s *workerSettings) workerConfig(env *Env) (worker.Config, error) {
 		RecallConcurrency: s.recallConc,
 		MaxRetry:          s.maxRetry,
 		ShutdownTimeout:   s.shutdownTimeout,
-		AckDelay:          ackDelay(s.ackDelay),
-		Prefetch:          prefetchBatch(s.prefetch),
 		Logger:            log,
 	}, nil
-}
-
-// ackDelay maps --ack-delay onto worker.Config.AckDelay, where 0 means the
-// default and a negative value means off.
-func ackDelay(flag time.Duration) time.Duration {
-	if flag <= 0 {
-		return -1
-	}
-	return flag
-}
-
-// prefetchBatch maps --prefetch onto worker.Config.Prefetch, where 0 means
-// the default: here 0 and 1 both mean one task at a time.
-func prefetchBatch(flag int) int {
-	if flag <= 1 {
-		return -1
-	}
-	return flag
 }
 
 func runWorker(ctx context.Context, env *Env, args []string) error {
@@ -130,10 +103,6 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&s.appliedResults, "applied-results", false, "write a result for every applied task too, shown on the dashboard (one more Redis command per task)")
 	fs.BoolVar(&s.localBudget, "local-budget", false, "pace each endpoint in this process alone instead of sharing the budget with every worker on the Redis (only for a single worker)")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "on SIGTERM, how long to wait for tasks in flight before handing them back")
-	fs.DurationVar(&s.ackDelay, "ack-delay", worker.DefaultAckDelay, "how long the Redis script that ends a task well may wait to share a round trip with others (at most 1s; up to a quarter of the smaller of --concurrency and --recall-concurrency at once); 0 sends each on its own. Cuts the Redis round trips per task from two to little more than one, at the cost of up to this long with a finished task still shown active")
-	fs.IntVar(&s.prefetch, "prefetch", worker.DefaultPrefetch, "tasks taken from a queue per Redis round trip (at most a quarter of the smaller of --concurrency and --recall-concurrency); taken tasks wait at most 5s in the worker before going back to their queue. 1 takes one at a time, as asynq does")
-	fs.IntVar(&s.procs, "procs", DefaultWorkerProcs, "OS threads running Go code at once (GOMAXPROCS); 0 keeps Go's choice, one per core, as does setting GOMAXPROCS in the environment. One is plenty: at the API's limit one worker needs under a quarter of a core (make bench), and more threads add scheduler wake-ups, not speed")
-	fs.BoolVar(&s.sysmonPoll, "sysmon-poll", true, "keep the Go runtime's monitor thread polling rather than sleeping between bursts of work: the worker re-executes itself once at start with GODEBUG=schedtrace="+sysmonPollMS+" (one SCHED line on stderr every 24.8 days), which cuts its thread wake-ups per call by three quarters and its CPU by about a quarter (make bench). Off, or a schedtrace already in GODEBUG, leaves the process as started")
 	s.log.register(fs)
 	if perr := parseFlags(fs, args); perr != nil {
 		return perr
@@ -144,19 +113,9 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 	if err := s.checkFlags(); err != nil {
 		return err
 	}
-	procs, err := workerProcs(fs, s.procs, getenvOr(env))
-	if err != nil {
-		return err
-	}
-	if procs > 0 && env.SetProcs != nil {
-		env.SetProcs(procs)
-	}
 	cfg, err := s.workerConfig(env)
 	if err != nil {
 		return err
-	}
-	if env.ReexecErr != nil {
-		cfg.Logger.Warn("could not re-execute with the runtime's monitor polling (--sysmon-poll); running as started", "error", env.ReexecErr)
 	}
 	stopProfile, err := startCPUProfile(getenvOr(env)(envCPUProfile))
 	if err != nil {
@@ -171,8 +130,7 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return UsageError("%v", err)
 		}
-		cfg.Logger.Info("connecting", "redis", s.redis.Display, "api", s.api.Display(), "gomaxprocs", runtime.GOMAXPROCS(0),
-			"sysmon_poll", schedtraceMS(getenvOr(env)("GODEBUG")) > 0)
+		cfg.Logger.Info("connecting", "redis", s.redis.Display, "api", s.api.Display(), "gomaxprocs", runtime.GOMAXPROCS(0))
 		return w.Run(ctx)
 	}
 	return runWorkerWithHTTP(ctx, env, s, cfg)
@@ -201,36 +159,7 @@ func (s *workerSettings) checkFlags() error {
 	if s.shutdownTimeout <= 0 {
 		return UsageError("--shutdown-timeout: must be more than 0, got %v", s.shutdownTimeout)
 	}
-	if s.ackDelay > worker.MaxAckDelay {
-		return UsageError("--ack-delay: must be at most %v, got %v", worker.MaxAckDelay, s.ackDelay)
-	}
 	return nil
-}
-
-// DefaultWorkerProcs is the GOMAXPROCS of `timq worker` unless --procs or
-// the GOMAXPROCS environment variable says otherwise. The API caps an app
-// at 200 calls per second per endpoint, which one worker serves with a sixth
-// to a fifth of a core in make bench; a second thread only adds scheduler
-// wake-ups (futex and nanosleep calls, several per task), which cost a
-// quarter to a third of the worker's CPU there. Calls stay paced either
-// way.
-const DefaultWorkerProcs = 1
-
-// MaxWorkerProcs bounds --procs. The runtime sets up every P it is given:
-// --procs 1000000 took over 4 GB before the worker started.
-const MaxWorkerProcs = 256
-
-// workerProcs returns the GOMAXPROCS to set for `timq worker`, 0 for none:
-// --procs when given, else nothing when the GOMAXPROCS variable is set,
-// else DefaultWorkerProcs.
-func workerProcs(fs *flag.FlagSet, procs int, getenv func(string) string) (int, error) {
-	switch {
-	case procs < 0 || procs > MaxWorkerProcs:
-		return 0, UsageError("--procs: must be 0 (Go's choice, one per core) to %d, got %d", MaxWorkerProcs, procs)
-	case !flagGiven(fs, "procs") && getenv("GOMAXPROCS") != "":
-		return 0, nil
-	}
-	return procs, nil
 }
 
 // runWorkerWithHTTP runs the worker and its operations port (see package
@@ -290,8 +219,7 @@ func runWorkerWithHTTP(ctx context.Context, env *Env, s *workerSettings, cfg wor
 		return fmt.Errorf("--http-addr: %w", err)
 	}
 
-	cfg.Logger.Info("connecting", "redis", s.redis.Display, "api", s.api.Display(), "gomaxprocs", runtime.GOMAXPROCS(0),
-		"sysmon_poll", schedtraceMS(getenvOr(env)("GODEBUG")) > 0)
+	cfg.Logger.Info("connecting", "redis", s.redis.Display, "api", s.api.Display(), "gomaxprocs", runtime.GOMAXPROCS(0))
 	if err := w.Start(); err != nil {
 		ln.Close()
 		return err

@@ -57,7 +57,6 @@ func TestWorkerRefusesFlagsOutOfRange(t *testing.T) {
 		{[]string{"--max-retry", "0"}, "--max-retry: must be from 1 to 1000, got 0"},
 		{[]string{"--max-retry", "99999999999"}, "--max-retry: must be from 1 to 1000, got 99999999999"},
 		{[]string{"--shutdown-timeout", "0s"}, "--shutdown-timeout: must be more than 0, got 0s"},
-		{[]string{"--ack-delay", "5s"}, "--ack-delay: must be at most 1s, got 5s"},
 	} {
 		env, _, errb := simEnv(vars)
 		if code := Main(context.Background(), env, append([]string{"worker"}, tc.args...)); code != 2 || !strings.Contains(errb.String(), tc.want) {

@@ -72,8 +72,8 @@
 // between waking and writing the request would still send late. So Wait
 // records the slot in the Grant its context carries (WithGrant), and the
 // caller holds the call to Grant.SendBy, one interval after the slot (the
-// worker passes it to chatapi.WithSendDeadline, whose connection refuses a
-// later write), or gives the slot up with Grant.Missed and waits again. So
+// worker passes it to chatapi.WithSendDeadline, which refuses to hand a
+// later call to the HTTP client), or gives the slot up with Grant.Missed and waits again. So
 // every call goes out in [slot, slot+interval] of local time and any
 // sliding second holds at most floor((1 s + interval)/interval) + 1 = 198
 // calls for a limit of 200, plus the spread of the processes' clock
