@@ -2,10 +2,12 @@ package worker_test
 
 import (
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/sim"
 	"github.com/timq/timq/tasks"
@@ -75,5 +77,25 @@ func TestWorkerUsesTheCallersHTTPClient(t *testing.T) {
 	})
 	if n := tr.n.Load(); n != 1 {
 		t.Fatalf("the caller's client sent %d requests, want 1", n)
+	}
+}
+
+// A worker whose Redis does not answer refuses to start, saying so, and
+// never logs that it started.
+func TestStartRefusesWithoutRedis(t *testing.T) {
+	t.Parallel()
+	b := setup(t, sim.Config{})
+	b.cfg.Redis = asynq.RedisClientOpt{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond}
+	w, err := worker.New(b.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = w.Start()
+	if err == nil || !strings.Contains(err.Error(), "Redis does not answer") || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("Start = %v, want an error saying Redis at 127.0.0.1:1 does not answer", err)
+	}
+	w.Shutdown()
+	if strings.Contains(b.logs.String(), "worker started") {
+		t.Fatalf("the log says the worker started:\n%s", b.logs.String())
 	}
 }

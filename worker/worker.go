@@ -182,6 +182,14 @@ func (w *Worker) Start() error {
 	if w.started {
 		return errors.New("worker: already started")
 	}
+	// A worker that cannot reach Redis says so and does not start, rather
+	// than log that it started and then only errors.
+	ping, cancel := context.WithTimeout(context.Background(), startPingTimeout)
+	err := w.rdb.Ping(ping).Err()
+	cancel()
+	if err != nil {
+		return fmt.Errorf("worker: Redis does not answer: %w", err)
+	}
 	handler := w.Handler()
 	// One Redis client for the three servers.
 	asynqRDB, err := newRedisClient(w.cfg.Redis)
@@ -237,6 +245,9 @@ func (w *Worker) Start() error {
 	w.log.Info("worker started", "rate", w.cfg.Rate, "shared_budget", !w.cfg.LocalBudgetOnly, "concurrency", w.cfg.Concurrency, "max_retry", w.cfg.MaxRetry)
 	return nil
 }
+
+// startPingTimeout bounds Start's check that Redis answers.
+const startPingTimeout = 5 * time.Second
 
 // cutCallsAfter is how long after the shutdown timeout the calls still in
 // flight are cut off.

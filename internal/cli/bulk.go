@@ -52,18 +52,18 @@ func runBulk(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&opts.NoDedup, "no-dedup", false, "queue clears and modifies even when identical ones are waiting")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON object")
 	retention := fs.Duration("retention", tasks.DefaultRetention, retentionUsage)
-	if err := parseFlags(fs, args); err != nil {
+	files, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
 	}
-	var err error
 	if opts.Retention, err = retentionOption(flagGiven(fs, "retention"), *retention); err != nil {
 		return err
 	}
 	switch {
-	case fs.NArg() == 0:
+	case len(files) == 0:
 		return UsageError("missing FILE (a path, or - for stdin)")
-	case fs.NArg() > 1:
-		return UsageError("unexpected argument %q: give one FILE", fs.Arg(1))
+	case len(files) > 1:
+		return UsageError("unexpected argument %q: give one FILE", files[1])
 	}
 	if opts.Queue != "" {
 		if err := tasks.CheckName(opts.Queue); err != nil {
@@ -80,7 +80,7 @@ func runBulk(ctx context.Context, env *Env, args []string) error {
 		opts.Progress = env.Stderr
 	}
 
-	in, closeIn, err := openBulkInput(env, fs.Arg(0))
+	in, closeIn, err := openBulkInput(env, files[0])
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/timq/timq/internal/redislog"
@@ -77,6 +78,10 @@ func Main(ctx context.Context, env *Env, args []string) int {
 		}
 		return 0
 	}
+	if args[0] == "--version" || args[0] == "-version" || args[0] == "version" {
+		fmt.Fprintln(env.Stdout, "timq", Version())
+		return 0
+	}
 	for _, c := range commands() {
 		if c.name != args[0] {
 			continue
@@ -110,6 +115,7 @@ func printHelp(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nSettings come from TIMQ_* environment variables; see README.md.")
+	fmt.Fprintln(w, "timq --version prints the version.")
 }
 
 // newFlagSet returns a flag set that reports errors instead of exiting and
@@ -146,6 +152,56 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return UsageError("%v", err)
 	}
 	return nil
+}
+
+// parseInterspersed parses args like parseFlags but lets flags come after
+// positional arguments too (timq bulk FILE --skip-invalid), as most command
+// lines allow; "--" still ends the flags. It returns the positional
+// arguments in order.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
+}
+
+// Version returns the binary's version: its module version when built from
+// a tagged module, else "devel", with the VCS revision (and "+dirty") the
+// Go toolchain stamped into it.
+func Version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	if v == "" || v == "(devel)" {
+		v = "devel"
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if rev != "" {
+		v += " (" + rev[:min(12, len(rev))] + dirty + ")"
+	}
+	return v
 }
 
 // getenvOr returns env.Getenv, falling back to os.Getenv when unset.

@@ -51,20 +51,27 @@ type enqueueFlags struct {
 // runEnqueue queues one clear, recall or modify. Invalid input is a usage
 // error (exit 2) naming the flag and the field; a duplicate is reported on
 // stderr and is not a failure (exit 0).
+// enqueueOpHelp is the line of each operation's --help above its flags.
+var enqueueOpHelp = map[string]string{
+	"clear":  "Queues a clear of the group's history (up to --seq, or all of it).",
+	"recall": "Queues a recall of the messages in --seq (any number; split into tasks of 10).",
+	"modify": "Queues a modify of message --seq: its body (--text or --body) and/or --cloud-custom-data.",
+}
+
 func runEnqueue(ctx context.Context, env *Env, args []string) error {
 	if len(args) == 0 {
 		return UsageError("missing operation: clear, recall or modify (timq enqueue --help)")
 	}
 	op := args[0]
 	if op == "-h" || op == "-help" || op == "--help" || op == "help" {
-		fs := newFlagSet(env, "enqueue", enqueueUsage)
-		fs.Usage()
+		// The overview alone: each operation's --help lists its flags.
+		fmt.Fprintf(env.Stderr, "Usage: timq enqueue %s\nRun timq enqueue OPERATION --help for an operation's flags.\n", enqueueUsage)
 		return flag.ErrHelp
 	}
 	if op != "clear" && op != "recall" && op != "modify" {
 		return UsageError("unknown operation %q: want clear, recall or modify", op)
 	}
-	fs := newFlagSet(env, "enqueue "+op, "[flags]\n\n"+enqueueUsage)
+	fs := newFlagSet(env, "enqueue "+op, "[flags]\n\n"+enqueueOpHelp[op])
 	var f enqueueFlags
 	fs.StringVar(&f.group, "group", "", "the group's `GroupId` (required)")
 	switch op {
@@ -272,7 +279,7 @@ func (f *enqueueFlags) options(set map[string]bool) ([]enqueue.Option, error) {
 }
 
 // retentionUsage describes the --retention flag of enqueue and bulk.
-const retentionUsage = "keep each completed task in Redis this `long` (0: delete it on completion); about 0.7 KB each, and a task ID de-duplicates only while kept"
+const retentionUsage = "keep each completed task in Redis for this `duration` (0: delete it on completion); about 0.7 KB each, and a task ID de-duplicates only while kept"
 
 // retentionOption checks a --retention flag: nil when it was not given.
 func retentionOption(given bool, d time.Duration) (*time.Duration, error) {

@@ -199,11 +199,13 @@ func TestEnqueueUsageErrors(t *testing.T) {
 func TestEnqueueHelp(t *testing.T) {
 	t.Parallel()
 	f := newEnqFixture(t)
-	for _, args := range [][]string{{"enqueue", "--help"}, {"enqueue", "recall", "-h"}} {
-		code, _, errOut := f.run(t, "", args...)
-		if code != 0 || !strings.Contains(errOut, "Usage: timq enqueue") || !strings.Contains(errOut, "duplicate: an identical task is already queued") {
-			t.Errorf("%q: exit %d, stderr %q", args, code, errOut)
-		}
+	code, _, errOut := f.run(t, "", "enqueue", "--help")
+	if code != 0 || !strings.Contains(errOut, "Usage: timq enqueue") || !strings.Contains(errOut, "duplicate: an identical task is already queued") {
+		t.Errorf("enqueue --help: exit %d, stderr %q", code, errOut)
+	}
+	code, _, errOut = f.run(t, "", "enqueue", "recall", "-h")
+	if code != 0 || !strings.Contains(errOut, "Usage: timq enqueue recall") || !strings.Contains(errOut, "-seq seqs") {
+		t.Errorf("enqueue recall -h: exit %d, stderr %q", code, errOut)
 	}
 }
 

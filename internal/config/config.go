@@ -21,6 +21,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"github.com/timq/timq/internal/chatapi"
 )
 
 // Secret holds a secret (the SDKAppID's key). It prints, logs and marshals
@@ -192,6 +193,9 @@ func LoadAPI(getenv func(string) string) (API, error) {
 	case a.Region == "" && a.BaseURL == "":
 		return API{}, fmt.Errorf("%s: must be set (cn, sgp, kr, jpn, ger, usa, idn, ind), or %s to a base URL", EnvRegion, EnvAPIBase)
 	case a.Region != "":
+		if _, err := chatapi.RegionBaseURL(a.Region); err != nil {
+			return API{}, fmt.Errorf("%s: %v", EnvRegion, err)
+		}
 		return a, nil
 	}
 	u, err := url.Parse(a.BaseURL)
@@ -252,7 +256,8 @@ func LoadRedis(getenv func(string) string) (Redis, error) {
 	}
 	opt, err := asynq.ParseRedisURI(raw)
 	if err != nil {
-		return Redis{}, fmt.Errorf("%s: %v", EnvRedisURL, stripURL(err.Error(), raw))
+		return Redis{}, fmt.Errorf("%s: %v (want redis://[:PASSWORD@]HOST:PORT[/DB], rediss://..., redis-socket://PATH or redis-sentinel://HOST:PORT,...?master=NAME)",
+			EnvRedisURL, strings.TrimPrefix(stripURL(err.Error(), raw), "asynq: "))
 	}
 	if opt, err = checkRedisDB(opt, raw); err != nil {
 		return Redis{}, fmt.Errorf("%s: %v, got %s", EnvRedisURL, err, redactURL(raw))

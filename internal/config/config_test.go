@@ -115,7 +115,7 @@ func TestLoadRedisRefusesANegativeDatabase(t *testing.T) {
 		{"redis-sentinel://:hunter2@h1:26379,h2:26379/-1?master=m", sentinel + "redis-sentinel://[REDACTED]@h1:26379,h2:26379/-1?master=m"},
 		{"redis-sentinel://:hunter2@h1:26379/x?master=m", sentinel + "redis-sentinel://[REDACTED]@h1:26379/x?master=m"},
 		{"redis-sentinel://:hunter2@h1:26379/2?master=m", sentinel + "redis-sentinel://[REDACTED]@h1:26379/2?master=m"},
-		{"redis://:hunter2@127.0.0.1:6379/x", "TIMQ_REDIS_URL: asynq: could not parse redis uri: database number should be the first segment of the path"},
+		{"redis://:hunter2@127.0.0.1:6379/x", "TIMQ_REDIS_URL: could not parse redis uri: database number should be the first segment of the path (want redis://[:PASSWORD@]HOST:PORT[/DB], rediss://..., redis-socket://PATH or redis-sentinel://HOST:PORT,...?master=NAME)"},
 	} {
 		r, err := LoadRedis(env(map[string]string{EnvRedisURL: tc.raw}))
 		if err == nil || err.Error() != tc.want {
