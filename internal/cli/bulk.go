@@ -48,7 +48,7 @@ func runBulk(ctx context.Context, env *Env, args []string) error {
 	)
 	fs.BoolVar(&opts.SkipInvalid, "skip-invalid", false, "queue the valid lines of a file that has bad ones")
 	fs.BoolVar(&opts.DryRun, "dry-run", false, "validate and count only; queue nothing")
-	fs.StringVar(&opts.Queue, "queue", "", "queue every task to this `name` (default: each operation's own queue)")
+	fs.StringVar(&opts.Queue, "queue", "", "queue every task to this `name` (default: each operation's own queue); a worker takes tasks from it only when started with --queues OP:NAME=PRIORITY for each operation in the file")
 	fs.BoolVar(&opts.NoDedup, "no-dedup", false, "queue clears and modifies even when identical ones are waiting")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON object")
 	retention := fs.Duration("retention", tasks.DefaultRetention, retentionUsage)

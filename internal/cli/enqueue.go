@@ -88,7 +88,7 @@ func runEnqueue(ctx context.Context, env *Env, args []string) error {
 		fs.StringVar(&f.customData, "cloud-custom-data", "", "replace the message's CloudCustomData with `S`")
 		fs.StringVar(&f.topic, "topic", "", "the community topic's `TopicId`")
 	}
-	fs.StringVar(&f.queue, "queue", "", "queue `name` (default timq-"+op+")")
+	fs.StringVar(&f.queue, "queue", "", "queue `name` (default timq-"+op+"); a worker takes tasks from another queue only when started with --queues "+op+":NAME=PRIORITY")
 	fs.DurationVar(&f.delay, "delay", 0, "run no sooner than this `duration` from now")
 	fs.IntVar(&f.maxRetry, "max-retry", tasks.DefaultMaxRetry, "retries before the task is dead-lettered")
 	fs.BoolVar(&f.noDedup, "no-dedup", false, "queue even when an identical clear or modify is waiting")

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -36,6 +38,7 @@ type workerSettings struct {
 	shutdownTimeout time.Duration
 	localBudget     bool
 	appliedResults  bool
+	queues          string // --queues / TIMQ_QUEUES, parsed by parseQueues
 	log             logFlags
 }
 
@@ -59,11 +62,16 @@ func loadWorkerSettings(env *Env) (*workerSettings, error) {
 		return nil, settingError(err)
 	}
 	s.httpAddr = get(config.EnvHTTPAddr)
+	s.queues = strings.TrimSpace(get(config.EnvQueues))
 	return s, nil
 }
 
 func (s *workerSettings) workerConfig(env *Env) (worker.Config, error) {
 	log, err := s.log.logger(env)
+	if err != nil {
+		return worker.Config{}, err
+	}
+	queues, err := parseQueues("--queues", s.queues)
 	if err != nil {
 		return worker.Config{}, err
 	}
@@ -83,8 +91,45 @@ func (s *workerSettings) workerConfig(env *Env) (worker.Config, error) {
 		RecallConcurrency: s.recallConc,
 		MaxRetry:          s.maxRetry,
 		ShutdownTimeout:   s.shutdownTimeout,
+		Queues:            queues,
 		Logger:            log,
 	}, nil
+}
+
+// parseQueues reads --queues: comma-separated OP:QUEUE=PRIORITY entries
+// (OP is clear, recall or modify; PRIORITY a whole number from 1, asynq's
+// weighted priority), such as "recall:timq-recall=3,recall:cleanup=1". An
+// operation with entries consumes exactly those queues; one without keeps
+// its own queue (timq-clear, timq-recall, timq-modify). Errors name src.
+func parseQueues(src, spec string) (map[string]map[string]int, error) {
+	if spec == "" {
+		return nil, nil
+	}
+	out := map[string]map[string]int{}
+	for _, entry := range strings.Split(spec, ",") {
+		entry = strings.TrimSpace(entry)
+		op, rest, ok1 := strings.Cut(entry, ":")
+		name, prio, ok2 := strings.Cut(rest, "=")
+		if !ok1 || !ok2 {
+			return nil, UsageError("%s: %q is not OP:QUEUE=PRIORITY (e.g. recall:cleanup=1)", src, entry)
+		}
+		typ := "timq:" + op
+		if tasks.QueueFor(typ) == "" {
+			return nil, UsageError("%s: %q: the operation must be clear, recall or modify, got %q", src, entry, op)
+		}
+		if err := tasks.CheckName(name); err != nil {
+			return nil, UsageError("%s: %q: the queue name %v", src, entry, err)
+		}
+		p, err := strconv.Atoi(prio)
+		if err != nil || p < 1 {
+			return nil, UsageError("%s: %q: the priority must be a whole number from 1, got %q", src, entry, prio)
+		}
+		if out[typ] == nil {
+			out[typ] = map[string]int{}
+		}
+		out[typ][name] = p
+	}
+	return out, nil
 }
 
 func runWorker(ctx context.Context, env *Env, args []string) error {
@@ -102,6 +147,7 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&s.dashReadOnly, "dashboard-read-only", false, "with --dashboard: the dashboard can look but not delete, run, archive or pause")
 	fs.BoolVar(&s.appliedResults, "applied-results", false, "write a result for every applied task too, shown on the dashboard (one more Redis command per task)")
 	fs.BoolVar(&s.localBudget, "local-budget", false, "pace each endpoint in this process alone instead of sharing the budget with every worker on the Redis (only for a single worker)")
+	fs.StringVar(&s.queues, "queues", s.queues, "the queues each operation consumes, as OP:QUEUE=PRIORITY,... (TIMQ_QUEUES): an operation listed consumes exactly its entries, one not listed its own queue (timq-clear, timq-recall, timq-modify); e.g. recall:timq-recall=3,recall:cleanup=1 also takes recalls queued with --queue cleanup")
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", worker.DefaultShutdownTimeout, "on SIGTERM, how long to wait for tasks in flight before handing them back")
 	s.log.register(fs)
 	if perr := parseFlags(fs, args); perr != nil {

@@ -2,8 +2,13 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/timq/timq/internal/sim"
+	"github.com/timq/timq/internal/testenv"
 )
 
 // A rate the limiter cannot pace by, from TIMQ_RATE or --rate, stops the
@@ -62,5 +67,60 @@ func TestWorkerRefusesFlagsOutOfRange(t *testing.T) {
 		if code := Main(context.Background(), env, append([]string{"worker"}, tc.args...)); code != 2 || !strings.Contains(errb.String(), tc.want) {
 			t.Errorf("%q: exit %d, stderr %q; want 2 and %q", tc.args, code, errb, tc.want)
 		}
+	}
+}
+
+func TestParseQueues(t *testing.T) {
+	t.Parallel()
+	got, err := parseQueues("--queues", "recall:timq-recall=3, recall:cleanup=1,clear:c=2")
+	if err != nil || len(got) != 2 || got["timq:recall"]["timq-recall"] != 3 || got["timq:recall"]["cleanup"] != 1 || got["timq:clear"]["c"] != 2 {
+		t.Fatalf("parseQueues = %v, %v", got, err)
+	}
+	for _, bad := range []string{"recall", "recall:x", "drop:x=1", "recall:x=0", "recall:x=two", "recall: x =1"} {
+		if _, err := parseQueues("--queues", bad); err == nil || !strings.HasPrefix(err.Error(), "--queues: ") {
+			t.Errorf("parseQueues(%q) = %v, want an error naming --queues", bad, err)
+		}
+	}
+}
+
+// A recall queued with --queue is taken by a worker started with --queues
+// naming that queue, and applied.
+func TestWorkerConsumesANamedQueue(t *testing.T) {
+	t.Parallel()
+	r := testenv.Redis(t)
+	emu := testenv.StartEmulator(t, sim.Config{})
+	if err := emu.CreateGroup("named-q", sim.GroupPublic); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := emu.AddMessages("named-q", "", 3); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{
+		"TIMQ_REDIS_URL": r.URL(), "TIMQ_SDKAPPID": fmt.Sprint(emu.SDKAppID), "TIMQ_SECRET_KEY": emu.SecretKey,
+		"TIMQ_API_BASE": emu.URL, "TIMQ_QUEUES": "recall:cleanup=1",
+	}
+	env, _, errb := simEnv(vars)
+	if code := Main(context.Background(), env, []string{"enqueue", "recall", "--group", "named-q", "--seq", "2", "--queue", "cleanup"}); code != 0 {
+		t.Fatalf("enqueue: exit %d: %s", code, errb)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	wenv, _, werr := simEnv(vars)
+	go func() { done <- Main(ctx, wenv, []string{"worker", "--log-level", "warn"}) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if m, _ := emu.Message("named-q", "", 2); m.Recalled {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("the recall on queue cleanup was not applied; worker stderr:\n%s", werr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("worker exit %d: %s", code, werr)
 	}
 }

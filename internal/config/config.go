@@ -52,6 +52,7 @@ const (
 	EnvConcurrency       = "TIMQ_CONCURRENCY"
 	EnvMaxRetry          = "TIMQ_MAX_RETRY"
 	EnvHTTPAddr          = "TIMQ_HTTP_ADDR"
+	EnvQueues            = "TIMQ_QUEUES"
 	// EnvEnqueueReplicas is how many replicas of the Redis primary must
 	// hold each task before timq enqueue, bulk and dlq requeue count it as
 	// queued (enqueue.ConfirmReplicas). Default 0: off.
