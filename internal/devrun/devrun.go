@@ -159,7 +159,7 @@ func Run(ctx context.Context, opts Options) error {
 	producer := enqueue.New(redisOpt)
 	defer producer.Close()
 	if opts.SampleRate > 0 {
-		produceSamples(ctx, producer, opts.SampleRate, opts.Logger)
+		produceSamples(ctx, producer, emulatorMessages(emu), opts.SampleRate, opts.Logger)
 	}
 	<-ctx.Done()
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(ctx.Err(), context.Canceled) {

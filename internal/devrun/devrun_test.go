@@ -3,9 +3,11 @@ package devrun
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/timq/timq/internal/sim"
 	"github.com/timq/timq/internal/testenv"
 	"github.com/timq/timq/tasks"
 )
@@ -99,4 +102,71 @@ func TestRunRefusesASampleRateItCannotTick(t *testing.T) {
 			t.Errorf("SampleRate %v: got %v, want the bounds", rate, err)
 		}
 	}
+}
+
+// Over a simulated hour of sample work at the default 20 operations a
+// second, only the operations meant to fail would fail: every recall and
+// modify targets a message of its own that exists and no clear covers, so
+// the dead-letter page keeps showing a few entries however long make run
+// runs.
+func TestSampleWorkFailsOnlyOnPurposeForAnHour(t *testing.T) {
+	t.Parallel()
+	emu, err := sim.New(sim.Config{SDKAppID: 1400000001, SecretKey: "dev-test-key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	if err := seedGroups(emu); err != nil {
+		t.Fatal(err)
+	}
+	const ops = 20 * 3600
+	rng := rand.New(rand.NewPCG(1, 2))
+	add := emulatorMessages(emu)
+	targeted := map[string]bool{}
+	clearedGroups, workGroups := map[string]bool{}, map[string]bool{}
+	meant := 0
+	for n := uint64(1); n <= ops; n++ {
+		op, err := sampleOp(n, rng.IntN(100), add)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch p := op.(type) {
+		case tasks.Clear:
+			clearedGroups[p.GroupId] = true
+		case tasks.Recall:
+			if p.GroupId == missingGroup {
+				meant++
+				continue
+			}
+			workGroups[p.GroupId] = true
+			checkFresh(t, emu, targeted, p.GroupId, p.MsgSeqList[0].MsgSeq)
+		case tasks.Modify:
+			if p.GroupId == avGroup {
+				meant++
+				continue
+			}
+			workGroups[p.GroupId] = true
+			checkFresh(t, emu, targeted, p.GroupId, p.MsgSeq)
+		}
+	}
+	for g := range clearedGroups {
+		if workGroups[g] {
+			t.Errorf("group %s is both cleared and recalled or modified: a clear could cover a waiting task's message", g)
+		}
+	}
+	if want := 2 + ops/failEvery + (ops-1)/failEvery; meant != want {
+		t.Errorf("%d operations meant to fail in an hour, want %d", meant, want)
+	}
+}
+
+// checkFresh fails the test unless group's message seq exists, is neither
+// cleared nor recalled, and no other sample operation targeted it.
+func checkFresh(t *testing.T, emu *sim.Server, targeted map[string]bool, group string, seq uint64) {
+	t.Helper()
+	key := fmt.Sprintf("%s/%d", group, seq)
+	m, ok := emu.Message(group, "", seq)
+	if !ok || m.Cleared || m.Recalled || targeted[key] {
+		t.Fatalf("message %s: exists %v, cleared %v, recalled %v, targeted before %v", key, ok, m.Cleared, m.Recalled, targeted[key])
+	}
+	targeted[key] = true
 }

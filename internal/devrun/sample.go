@@ -9,26 +9,31 @@ import (
 	"time"
 
 	"github.com/timq/timq/enqueue"
-	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/sim"
 	"github.com/timq/timq/tasks"
 )
 
 const (
-	sampleGroups   = 20
-	sampleMessages = 5000
-	avGroup        = "dev-live-stream" // AVChatRoom: modify is refused (dead letter)
-	missingGroup   = "dev-dismissed"   // never created: every call is 10010 (dead letter)
+	sampleGroups = 16 // recalled and modified: every operation gets a fresh message
+	clearGroups  = 4  // cleared only, so that a clear never covers a message another task waits for
+	seedMessages = 100
+	avGroup      = "dev-live-stream" // AVChatRoom: modify is refused (dead letter)
+	missingGroup = "dev-dismissed"   // never created: every call is 10010 (dead letter)
+	// failEvery is how many operations pass between two meant to fail,
+	// after the first two: one every ten minutes at the default 20/s, so
+	// the dead-letter page shows a few however long it runs.
+	failEvery = 12000
 )
 
 func sampleGroup(i int) string { return fmt.Sprintf("dev-group-%02d", i) }
+func clearGroup(i int) string  { return fmt.Sprintf("dev-clear-%02d", i) }
 
 func seedGroups(emu *sim.Server) error {
-	for i := range sampleGroups {
-		if err := emu.CreateGroup(sampleGroup(i), sim.GroupPublic); err != nil {
+	for _, g := range sampleGroupIDs() {
+		if err := emu.CreateGroup(g, sim.GroupPublic); err != nil {
 			return err
 		}
-		if _, _, err := emu.AddMessages(sampleGroup(i), "", sampleMessages); err != nil {
+		if _, _, err := emu.AddMessages(g, "", seedMessages); err != nil {
 			return err
 		}
 	}
@@ -39,22 +44,49 @@ func seedGroups(emu *sim.Server) error {
 	return err
 }
 
+func sampleGroupIDs() []string {
+	var ids []string
+	for i := range sampleGroups {
+		ids = append(ids, sampleGroup(i))
+	}
+	for i := range clearGroups {
+		ids = append(ids, clearGroup(i))
+	}
+	return ids
+}
+
+// newMessage adds one message to a group in the emulator and returns its
+// seq (sim.Server.AddMessages, in production code a user's send).
+type newMessage func(group string) (uint64, error)
+
+// emulatorMessages returns the newMessage of emu.
+func emulatorMessages(emu *sim.Server) newMessage {
+	return func(group string) (uint64, error) {
+		first, _, err := emu.AddMessages(group, "", 1)
+		return first, err
+	}
+}
+
 // produceSamples queues a mix of operations at about rate per second until
-// ctx ends: mostly modifies and recalls, some clears, and about 2% meant to
-// be dead-lettered (a dismissed group, a modify on an AVChatRoom).
-func produceSamples(ctx context.Context, p *enqueue.Client, rate float64, log *slog.Logger) {
+// ctx ends: mostly modifies and recalls, some clears, and now and then one
+// meant to be dead-lettered (a dismissed group, a modify on an AVChatRoom).
+func produceSamples(ctx context.Context, p *enqueue.Client, add newMessage, rate float64, log *slog.Logger) {
 	go func() {
 		tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
 		defer tick.Stop()
-		seq := uint64(0)
+		n := uint64(0)
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
 			}
-			seq++
-			op := sampleOp(seq)
+			n++
+			op, err := sampleOp(n, rand.IntN(100), add)
+			if err != nil {
+				log.Warn("dev: cannot make sample work", "error", err)
+				continue
+			}
 			if _, err := p.Enqueue(ctx, op); err != nil && !errors.Is(err, enqueue.ErrDuplicate) && ctx.Err() == nil {
 				log.Warn("dev: cannot queue sample work", "error", err)
 			}
@@ -62,26 +94,32 @@ func produceSamples(ctx context.Context, p *enqueue.Client, rate float64, log *s
 	}()
 }
 
-func sampleOp(n uint64) tasks.Payload {
-	group := sampleGroup(rand.IntN(sampleGroups))
-	msg := 1 + n%sampleMessages
-	// The first two operations fail for good, so a newcomer sees dead
-	// letters within a second; after that about 2% do.
-	r := rand.IntN(100)
-	if n <= 2 {
-		r = int(n) - 1
-	}
+// sampleOp returns the nth sample operation; r in [0, 100) picks its kind.
+// Recalls and modifies each target a message of their own, sent just
+// before, and clears only groups nobody recalls or modifies in, so that the
+// only operations that fail are those meant to: the first two (a newcomer
+// sees dead letters within a second) and then one in failEvery.
+func sampleOp(n uint64, r int, add newMessage) (tasks.Payload, error) {
 	switch {
-	case r < 1:
-		return tasks.Recall{GroupId: missingGroup, MsgSeqList: []chatapi.MsgSeqItem{{MsgSeq: 1}}}
-	case r < 2:
-		return tasks.Modify{GroupId: avGroup, MsgSeq: 1 + n%100, MsgBody: tasks.TextBody("edited")}
+	case n == 1 || n%failEvery == 0:
+		return tasks.Recall{GroupId: missingGroup, MsgSeqList: tasks.Seqs(1)}, nil
+	case n == 2 || n%failEvery == 1:
+		return tasks.Modify{GroupId: avGroup, MsgSeq: 1 + n%100, MsgBody: tasks.TextBody("edited")}, nil
 	case r < 5:
-		s := msg / 2
-		return tasks.Clear{GroupId: group, MsgSeq: &s}
-	case r < 50:
-		return tasks.Recall{GroupId: group, MsgSeqList: []chatapi.MsgSeqItem{{MsgSeq: msg}}}
-	default:
-		return tasks.Modify{GroupId: group, MsgSeq: msg, MsgBody: tasks.TextBody(fmt.Sprintf("edited by timq dev #%d", n))}
+		g := clearGroup(int(n % clearGroups))
+		seq, err := add(g)
+		if err != nil {
+			return nil, err
+		}
+		return tasks.Clear{GroupId: g, MsgSeq: &seq}, nil
 	}
+	g := sampleGroup(int(n % sampleGroups))
+	seq, err := add(g)
+	if err != nil {
+		return nil, err
+	}
+	if r < 50 {
+		return tasks.Recall{GroupId: g, MsgSeqList: tasks.Seqs(seq)}, nil
+	}
+	return tasks.Modify{GroupId: g, MsgSeq: seq, MsgBody: tasks.TextBody(fmt.Sprintf("edited by timq dev #%d", n))}, nil
 }
