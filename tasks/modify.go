@@ -25,7 +25,7 @@ func (Modify) TaskType() string { return TypeModify }
 func (Modify) DefaultQueue() string { return QueueModify }
 
 // Validate checks GroupId, TopicId, MsgSeq (at least 1), that MsgBody or
-// CloudCustomData is set, every MsgBody element (see package msgbody), and
+// CloudCustomData is set, every MsgBody element (see ValidateMsgBody), and
 // the size of CloudCustomData.
 func (m Modify) Validate() error {
 	if err := checkID("GroupId", m.GroupId, true, MaxGroupIDBytes); err != nil {

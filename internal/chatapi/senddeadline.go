@@ -17,17 +17,12 @@ type sendDeadlineKey struct{}
 // WithSendDeadline returns a context whose calls must leave by t or not at
 // all. A zero t returns ctx unchanged.
 //
-// The client checks the deadline with the request built and its
-// connection in hand, just before its goroutine writes it: a call caught
-// late ends with ErrSendDeadline and nothing is sent. A call that finds no
-// free kept-alive connection dials one first; if the dial ends past the
-// deadline the call is not sent either, and the new connection is kept for
-// the next call. So a dial costs the slot of the call that made it whenever
-// the handshake takes longer than the deadline's slack (over the internet,
-// after an idle spell, one slot per connection dialed), rather than letting
-// that call arrive late, bunched with the calls of later slots. The repeat
-// after a UserSig refusal is not held to the deadline: it answers for a
-// call already sent in its slot.
+// The client checks the deadline once, just before it hands the request to
+// its HTTP client: a call caught late ends with ErrSendDeadline and nothing
+// is sent. Past that point (a dial, the write) the budget's headroom, not
+// the deadline, keeps a late call from making a sliding second too many.
+// The repeat after a UserSig refusal is not held to the deadline: it
+// answers for a call already sent in its slot.
 func WithSendDeadline(ctx context.Context, t time.Time) context.Context {
 	if t.IsZero() {
 		return ctx

@@ -10,8 +10,7 @@ import (
 // Values of timq_ratelimit_slots_total's outcome label.
 const (
 	// SlotGranted: a slot of the shared budget went to a caller, which then
-	// called the API (or, during a cold start, left it empty on purpose;
-	// see ratelimit.ColdStart).
+	// called the API (or gave the slot up with Grant.Missed).
 	SlotGranted = "granted"
 	// SlotDropped: a slot Redis handed this process went unused before it
 	// was granted: its caller woke more than one slot interval late (the
@@ -39,7 +38,7 @@ func NewBudgets(stats func() map[chatapi.Endpoint]ratelimit.SharedStats) prometh
 
 var (
 	slotsDesc = prometheus.NewDesc("timq_ratelimit_slots_total",
-		"Slots of the endpoint's shared rate budget (one API call each) this process took, by outcome: granted (a call went; this includes fallback grants and the slots a cold start leaves empty on purpose) or dropped (a slot Redis handed this process went unused before it was granted: the caller woke more than a slot interval late, gave up, or a 60007 backoff voided it).",
+		"Slots of the endpoint's shared rate budget (one API call each) this process took, by outcome: granted (a call went; this includes fallback grants) or dropped (a slot Redis handed this process went unused before it was granted: the caller woke more than a slot interval late, gave up, or a 60007 backoff voided it).",
 		[]string{"endpoint", "outcome"}, nil)
 	budgetCommandsDesc = prometheus.NewDesc("timq_ratelimit_redis_commands_total",
 		"Redis commands the endpoint's shared budget sent to reserve slots.",

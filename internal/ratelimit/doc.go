@@ -78,8 +78,8 @@
 // sliding second holds at most floor((1 s + interval)/interval) + 1 = 198
 // calls for a limit of 200, plus the spread of the processes' clock
 // estimates (a loopback or LAN round trip), plus whatever delays a call
-// between leaving and reaching the server: a new connection's handshake
-// (see ColdStart), the network.
+// between leaving and reaching the server: a new connection's handshake,
+// the network. The headroom (Headroom) is what absorbs that delay.
 //
 // # Why not redis_rate, or leased tokens
 //

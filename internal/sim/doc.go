@@ -50,7 +50,7 @@
 //     makes retries idempotent), 10030 for a seq that does not exist or is
 //     cleared. All group types support recall.
 //   - modify_group_msg: AVChatRoom answers 10007. MsgBody is checked with
-//     package msgbody first (90007 not an array, 90002 empty, 90010 bad
+//     tasks.ValidateMsgBody first (90007 not an array, 90002 empty, 90010 bad
 //     element, 80002 too long); then 90001 for a mistyped field; 20001 when
 //     GroupId or MsgSeq is missing or neither MsgBody nor CloudCustomData is
 //     given; 10030 when the message does not exist, is cleared or is
