@@ -51,7 +51,7 @@ func TestWorkersShareOneBudget(t *testing.T) {
 		t.Fatalf("the emulator saw %d calls, want %d", st.Calls, n)
 	}
 	// Every call had a slot; a few more may have been granted to callers
-	// that then gave them up (Grant.Missed), up to 30 per worker.
+	// that then gave up, up to 30 per worker.
 	if grants < n || grants > n+3*30 || float64(commands) > 2*float64(grants) {
 		t.Fatalf("%d Redis commands for %d slots, want %d-%d slots (%d calls, up to 30 left empty per worker) and at most 2 commands each",
 			commands, grants, n, n+3*30, n)

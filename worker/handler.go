@@ -14,7 +14,6 @@ import (
 
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/dlq"
-	"github.com/timq/timq/internal/ratelimit"
 	"github.com/timq/timq/tasks"
 )
 
@@ -49,24 +48,15 @@ func (w *Worker) attemptOf(ctx context.Context) attempt {
 // pauses for ThrottleDelay and the call is repeated, up to
 // maxThrottlesPerAttempt times (without limit on a last attempt), after which
 // a *throttledError tells asynq to come back without using an attempt.
-// A call that could not leave within a slot interval of its slot (see
-// ratelimit.Grant) is not sent, and waits for a new slot; after
-// ratelimit.MaxMissedSends such misses in a row it goes out however late.
 func (w *Worker) call(ctx context.Context, ep chatapi.Endpoint, a attempt, fn func(context.Context) error) error {
 	pacer := w.pacers[ep]
-	throttles, missed := 0, 0
+	throttles := 0
 	for {
-		gctx, grant := ratelimit.WithGrant(ctx)
-		if err := pacer.Wait(gctx); err != nil {
+		if err := pacer.Wait(ctx); err != nil {
 			return err
 		}
 		callStart := time.Now()
-		err := fn(chatapi.WithSendDeadline(ctx, grant.SendByAfter(missed)))
-		if errors.Is(err, chatapi.ErrSendDeadline) {
-			grant.Missed()
-			missed++
-			continue
-		}
+		err := fn(ctx)
 		if w.log.Enabled(ctx, slog.LevelDebug) {
 			w.log.Debug("api call", "task_id", a.taskID, "queue", a.queue, "endpoint", ep.Short(), "code", codeOf(err),
 				"attempt", a.retried+1, "duration_ms", time.Since(callStart).Milliseconds(), "error", errText(err))

@@ -340,9 +340,6 @@ type BudgetStat struct {
 	// FallbackGrants is the number of calls let through at the fallback
 	// rate while Redis did not answer.
 	FallbackGrants int64
-	// MissedSends is the number of grants whose call could not leave in
-	// its slot and was not made.
-	MissedSends int64
 }
 
 // BudgetStats returns, per endpoint (keyed by its name, such as

@@ -64,14 +64,13 @@ func parseBudgetStats(r io.Reader) (map[string]ratelimit.SharedStats, error) {
 }
 
 // droppedShare is the share of the slots a worker took that it left
-// unused: dropped before they were granted (ratelimit.SharedStats.Wasted)
-// or granted to a call that then could not leave in time (MissedSends),
-// over granted + dropped; -1 when it took none.
+// unused before they were granted (ratelimit.SharedStats.Wasted), over
+// granted + dropped; -1 when it took none.
 func droppedShare(st ratelimit.SharedStats) float64 {
 	if st.Grants+st.Wasted == 0 {
 		return -1
 	}
-	return float64(st.Wasted+st.MissedSends) / float64(st.Grants+st.Wasted)
+	return float64(st.Wasted) / float64(st.Grants+st.Wasted)
 }
 
 // workersBudgetStats sums the budget counters of stopped workers by
@@ -90,7 +89,6 @@ func workersBudgetStats(logDir string, ws []*proc) (map[string]ratelimit.SharedS
 			t.Reserved += s.Reserved
 			t.Wasted += s.Wasted
 			t.FallbackGrants += s.FallbackGrants
-			t.MissedSends += s.MissedSends
 			sum[ep] = t
 		}
 	}

@@ -84,9 +84,8 @@ func ClassifyCode(code int) Class {
 // Classify returns the class of any error a Client method returned.
 // Context cancellation wins over everything; an *Error with a code is
 // classified by ClassifyCode; an *Error without a code (transport failure,
-// HTTP status other than 200, undecodable answer) is ClassRetry, as is
-// ErrSendDeadline (the call was not sent); any other error is
-// ClassPermanent.
+// HTTP status other than 200, undecodable answer) is ClassRetry, as is a
+// context deadline; any other error is ClassPermanent.
 func Classify(err error) Class {
 	if err == nil {
 		return ClassPermanent
@@ -101,7 +100,7 @@ func Classify(err error) Class {
 		}
 		return ClassRetry
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrSendDeadline) {
+	if errors.Is(err, context.DeadlineExceeded) {
 		return ClassRetry
 	}
 	return ClassPermanent

@@ -148,9 +148,6 @@ func call[T any, PT interface {
 		var apiErr *Error
 		if attempt == 1 && errors.As(err, &apiErr) && ClassifyCode(apiErr.Code) == ClassResign {
 			c.sig.invalidate(sig)
-			// The repeat answers for a call already sent in its slot, a
-			// round trip ago: a send deadline would refuse it every time.
-			ctx = context.WithValue(ctx, sendDeadlineKey{}, time.Time{})
 			continue
 		}
 		return nil, err
@@ -163,7 +160,7 @@ func (c *Client) do(ctx context.Context, ep Endpoint, attempt int, sig string, b
 	info := CallInfo{Endpoint: ep, Attempt: attempt}
 	start := time.Now()
 	defer func() {
-		if c.observer != nil && err != ErrSendDeadline { // a call not sent is no attempt
+		if c.observer != nil {
 			info.Duration = time.Since(start)
 			info.Err = err
 			c.observer(info)
@@ -172,9 +169,6 @@ func (c *Client) do(ctx context.Context, ep Endpoint, attempt int, sig string, b
 
 	if err := ctx.Err(); err != nil {
 		return c.transportError(ctx, ep, 0, sig, err) // nothing sent
-	}
-	if sendBy, ok := SendDeadline(ctx); ok && time.Now().After(sendBy) {
-		return ErrSendDeadline // nothing sent
 	}
 	deadline := time.Now().Add(c.tr.timeout)
 	ctxDeadline, bound := ctx.Deadline()

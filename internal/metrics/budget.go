@@ -10,14 +10,13 @@ import (
 // Values of timq_ratelimit_slots_total's outcome label.
 const (
 	// SlotGranted: a slot of the shared budget went to a caller, which then
-	// called the API (or gave the slot up with Grant.Missed).
+	// called the API.
 	SlotGranted = "granted"
 	// SlotDropped: a slot Redis handed this process went unused before it
 	// was granted: its caller woke more than one slot interval late (the
 	// process was short of CPU), gave up (task canceled or timed out), or
-	// a 60007 backoff voided it. A granted slot whose call then could not
-	// leave in time counts in timq_ratelimit_missed_sends_total instead. A share of dropped slots above a percent or two means the
-	// workers get the budget but cannot use it in time.
+	// a 60007 backoff voided it. A share of dropped slots above a percent
+	// or two means the workers get the budget but cannot use it in time.
 	SlotDropped = "dropped"
 )
 
@@ -27,7 +26,6 @@ const (
 //	timq_ratelimit_slots_total{endpoint,outcome}        budget slots this process reserved, by SlotGranted or SlotDropped
 //	timq_ratelimit_redis_commands_total{endpoint}       Redis commands the shared budget sent
 //	timq_ratelimit_fallback_grants_total{endpoint}      calls let through by the local fallback rate while Redis did not answer
-//	timq_ratelimit_missed_sends_total{endpoint}         granted slots whose call could not leave within a slot interval and was not sent
 //
 // stats is Worker.BudgetStats of package worker; it returns nil when the
 // worker paces each process on its own (no shared budget), and then the
@@ -43,9 +41,6 @@ var (
 	budgetCommandsDesc = prometheus.NewDesc("timq_ratelimit_redis_commands_total",
 		"Redis commands the endpoint's shared budget sent to reserve slots.",
 		[]string{"endpoint"}, nil)
-	missedDesc = prometheus.NewDesc("timq_ratelimit_missed_sends_total",
-		"Granted slots of the endpoint's shared budget whose call could not leave within one slot interval of its slot (the process was short of CPU between waking and writing the request) and was not sent; the call waited for a new slot.",
-		[]string{"endpoint"}, nil)
 	fallbackDesc = prometheus.NewDesc("timq_ratelimit_fallback_grants_total",
 		"Calls the local fallback rate let through while Redis did not answer (the shared budget could not be asked).",
 		[]string{"endpoint"}, nil)
@@ -59,7 +54,6 @@ func (b budgets) Describe(ch chan<- *prometheus.Desc) {
 	ch <- slotsDesc
 	ch <- budgetCommandsDesc
 	ch <- fallbackDesc
-	ch <- missedDesc
 }
 
 func (b budgets) Collect(ch chan<- prometheus.Metric) {
@@ -69,6 +63,5 @@ func (b budgets) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(slotsDesc, prometheus.CounterValue, float64(st.Wasted), name, SlotDropped)
 		ch <- prometheus.MustNewConstMetric(budgetCommandsDesc, prometheus.CounterValue, float64(st.Commands), name)
 		ch <- prometheus.MustNewConstMetric(fallbackDesc, prometheus.CounterValue, float64(st.FallbackGrants), name)
-		ch <- prometheus.MustNewConstMetric(missedDesc, prometheus.CounterValue, float64(st.MissedSends), name)
 	}
 }

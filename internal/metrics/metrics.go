@@ -19,7 +19,6 @@
 //	timq_ratelimit_slots_total{endpoint,outcome}    budget slots granted or dropped (unused, mostly for waking too late)
 //	timq_ratelimit_redis_commands_total{endpoint}   Redis commands the shared budget sent
 //	timq_ratelimit_fallback_grants_total{endpoint}  calls the local fallback rate let through while Redis was down
-//	timq_ratelimit_missed_sends_total{endpoint}     granted slots whose call could not leave in time, not sent
 //
 // Read from Redis in the background at most every QueueStatsConfig.Interval,
 // never on a scrape (QueueStats):

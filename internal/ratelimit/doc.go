@@ -68,18 +68,13 @@
 // recent ones, so a reply the process read late does not shift slots. A
 // goroutine that wakes more than one interval after its slot (a stalled
 // process) does not call late, which could bunch calls; it asks for a new
-// slot. Waking in time is not the end of it: a process kept off the CPU
-// between waking and writing the request would still send late. So Wait
-// records the slot in the Grant its context carries (WithGrant), and the
-// caller holds the call to Grant.SendBy, one interval after the slot (the
-// worker passes it to chatapi.WithSendDeadline, which refuses to hand a
-// later call to the HTTP client), or gives the slot up with Grant.Missed and waits again. So
-// every call goes out in [slot, slot+interval] of local time and any
-// sliding second holds at most floor((1 s + interval)/interval) + 1 = 198
-// calls for a limit of 200, plus the spread of the processes' clock
-// estimates (a loopback or LAN round trip), plus whatever delays a call
-// between leaving and reaching the server: a new connection's handshake,
-// the network. The headroom (Headroom) is what absorbs that delay.
+// slot. So every granted call starts in [slot, slot+interval] of local
+// time, and any sliding second holds at most floor((1 s + interval)/
+// interval) + 1 = 198 grants for a limit of 200. Whatever delays a call
+// between its grant and the server (the process kept off the CPU, a new
+// connection's handshake, the network, the spread of the processes' clock
+// estimates) is absorbed by the headroom (Headroom): two more calls per
+// second, about 10 ms of lateness, before a sliding second could reach 201.
 //
 // # Why not redis_rate, or leased tokens
 //

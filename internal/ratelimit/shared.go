@@ -156,9 +156,6 @@ type SharedStats struct {
 	// FallbackGrants is the number of grants made from the fallback rate
 	// while Redis did not answer.
 	FallbackGrants int64
-	// MissedSends is the number of Grants whose call could not leave by
-	// its Grant's SendBy and was not made (see Grant.Missed).
-	MissedSends int64
 }
 
 // Shared is a Limiter whose budget holds across every process that makes
@@ -174,7 +171,7 @@ type Shared struct {
 	local    *rate.Limiter
 	fallback *rate.Limiter // nil: block while Redis is down
 
-	commands, grants, reserved, wasted, fallbackGrants, missedSends atomic.Int64
+	commands, grants, reserved, wasted, fallbackGrants atomic.Int64
 
 	mu       sync.Mutex
 	queue    []*slotWaiter // goroutines waiting for a slot, first come first served
@@ -267,15 +264,13 @@ func (s *Shared) Stats() SharedStats {
 		Reserved:       s.reserved.Load(),
 		Wasted:         s.wasted.Load(),
 		FallbackGrants: s.fallbackGrants.Load(),
-		MissedSends:    s.missedSends.Load(),
 	}
 }
 
 // Wait blocks until the caller holds a slot of the shared budget and the
 // slot's time has come, or ctx ends (then it returns ctx's error and the
 // caller must not call). A slot the caller cannot use in time is given
-// back or dropped, never used late. If ctx carries a Grant (WithGrant),
-// Wait records the slot in it.
+// back or dropped, never used late.
 func (s *Shared) Wait(ctx context.Context) error {
 	for {
 		slot, err := s.take(ctx)
@@ -300,9 +295,6 @@ func (s *Shared) Wait(ctx context.Context) error {
 			continue
 		}
 		s.grants.Add(1)
-		if g := grantOf(ctx); g != nil {
-			g.slot, g.interval, g.from = slot, s.interval, s
-		}
 		return nil
 	}
 }

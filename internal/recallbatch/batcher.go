@@ -124,7 +124,6 @@ type batch struct {
 	members []*member
 	size    int
 	closed  bool // taken by the dispatcher: no more joins or leaves
-	missed  int  // calls refused in a row for missing their send deadline
 }
 
 type member struct {
@@ -338,8 +337,7 @@ func (b *Batcher) dispatch(ctx context.Context) {
 				continue
 			}
 		}
-		gctx, grant := ratelimit.WithGrant(wctx)
-		err := b.lim.Wait(gctx)
+		err := b.lim.Wait(wctx)
 		b.mu.Lock()
 		if !w.surplus {
 			b.waiters = slices.DeleteFunc(b.waiters, func(x *waiter) bool { return x == w })
@@ -375,16 +373,15 @@ func (b *Batcher) dispatch(ctx context.Context) {
 		b.cancelSurplusLocked()
 		b.mu.Unlock()
 		b.sending.Add(1)
-		go b.sendBatch(ctx, bt, grant)
+		go b.sendBatch(ctx, bt)
 	}
 }
 
-// sendBatch makes bt's call, with the slot grant gave it, and hands each
-// member its messages' codes. A rate-limit answer pauses the endpoint and
-// puts the batch back at the head of the queue, so it is sent again with
-// the next token; so does a call that could not leave in its slot's time
-// (chatapi.ErrSendDeadline), without the pause.
-func (b *Batcher) sendBatch(ctx context.Context, bt *batch, grant *ratelimit.Grant) {
+// sendBatch makes bt's call, in the slot the dispatcher was granted, and
+// hands each member its messages' codes. A rate-limit answer pauses the
+// endpoint and puts the batch back at the head of the queue, so it is sent
+// again with the next token.
+func (b *Batcher) sendBatch(ctx context.Context, bt *batch) {
 	defer b.sending.Done()
 	seqs := make([]uint64, 0, bt.size)
 	for _, m := range bt.members {
@@ -392,13 +389,8 @@ func (b *Batcher) sendBatch(ctx context.Context, bt *batch, grant *ratelimit.Gra
 	}
 	sent := time.Now()
 	// The call outlives a stopping dispatcher: its members wait for it.
-	codes, err := b.send(chatapi.WithSendDeadline(b.opts.CallContext, grant.SendByAfter(bt.missed)), bt.key, seqs)
-	missed := errors.Is(err, chatapi.ErrSendDeadline)
-	if missed {
-		grant.Missed()
-		bt.missed++
-	}
-	if b.opts.OnSend != nil && !missed {
+	codes, err := b.send(b.opts.CallContext, bt.key, seqs)
+	if b.opts.OnSend != nil {
 		waits := make([]time.Duration, len(bt.members))
 		for i, m := range bt.members {
 			waits[i] = sent.Sub(m.joined)
@@ -406,13 +398,8 @@ func (b *Batcher) sendBatch(ctx context.Context, bt *batch, grant *ratelimit.Gra
 		b.opts.OnSend(bt.key, len(seqs), waits)
 	}
 	throttled := err != nil && chatapi.Classify(err) == chatapi.ClassThrottle
-	// A missed batch goes back even when the batcher is stopping: Stop
-	// then hands its members errStopped, not an error that costs them an
-	// attempt for a call never made.
-	if missed || (throttled && ctx.Err() == nil) {
-		if throttled {
-			b.lim.Backoff(b.opts.ThrottleDelay)
-		}
+	if throttled && ctx.Err() == nil {
+		b.lim.Backoff(b.opts.ThrottleDelay)
 		b.mu.Lock()
 		b.queue = append([]*batch{bt}, b.queue...)
 		b.mu.Unlock()

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/ratelimit"
 )
@@ -410,93 +408,6 @@ func waitGroupDone(wg *sync.WaitGroup, d time.Duration) bool {
 		return true
 	case <-time.After(d):
 		return false
-	}
-}
-
-// A batch whose call could not leave in its slot's time is sent again with
-// the next token, without a pause, and its member gets the second call's
-// codes; OnSend sees only the call that went out.
-func TestBatchThatMissedItsSendDeadlineIsSentAgain(t *testing.T) {
-	t.Parallel()
-	g := newGate()
-	r := &recorder{answer: func(_ Key, seqs []uint64, n int) (map[uint64]int, error) {
-		if n == 0 {
-			return nil, chatapi.ErrSendDeadline
-		}
-		return map[uint64]int{seqs[0]: 0}, nil
-	}}
-	var sent atomic.Int64
-	b := New(g, r.send, Options{ThrottleDelay: 10 * time.Millisecond, OnSend: func(Key, int, []time.Duration) { sent.Add(1) }})
-	b.Start()
-	t.Cleanup(b.Stop)
-	g.grant(2)
-	codes, err := b.Recall(context.Background(), Key{GroupID: "g"}, []uint64{3})
-	if err != nil || codes[3] != 0 {
-		t.Fatalf("Recall = %v, %v", codes, err)
-	}
-	if len(r.calls) != 2 || len(g.backoffs) != 0 || sent.Load() != 1 {
-		t.Fatalf("%d calls, %d backoffs, %d OnSend; want 2, 0 and 1", len(r.calls), len(g.backoffs), sent.Load())
-	}
-}
-
-// A batch refused for missing its send deadline while the batcher stops is
-// handed back with errStopped (a cancellation, which costs its tasks no
-// attempt), not with the refusal.
-func TestBatchMissedDuringStopIsHandedBack(t *testing.T) {
-	t.Parallel()
-	g := newGate()
-	entered, release := make(chan struct{}), make(chan struct{})
-	r := &recorder{answer: func(Key, []uint64, int) (map[uint64]int, error) {
-		close(entered)
-		<-release
-		return nil, chatapi.ErrSendDeadline
-	}}
-	b := New(g, r.send, Options{ThrottleDelay: 10 * time.Millisecond})
-	b.Start()
-	g.grant(1)
-	done := make(chan error, 1)
-	go func() {
-		_, err := b.Recall(context.Background(), Key{GroupID: "g"}, []uint64{3})
-		done <- err
-	}()
-	<-entered
-	stopped := make(chan struct{})
-	go func() { b.Stop(); close(stopped) }()
-	time.Sleep(20 * time.Millisecond) // Stop has cancelled the DefaultDispatchers and waits for the call
-	close(release)
-	<-stopped
-	if err := <-done; !errors.Is(err, errStopped) || chatapi.Classify(err) != chatapi.ClassCanceled {
-		t.Fatalf("Recall = %v (class %v), want errStopped, a cancellation", err, chatapi.Classify(err))
-	}
-}
-
-// A batch refused again and again for missing its send deadline goes out
-// without one after ratelimit.MaxMissedSends refusals.
-func TestBatchMissingItsDeadlineRepeatedlyGoesOutAnyway(t *testing.T) {
-	t.Parallel()
-	m := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	t.Cleanup(func() { rdb.Close() })
-	lim := ratelimit.NewShared(rdb, "1400000001:group_msg_recall", 200)
-	var withDeadline, without atomic.Int64
-	send := func(ctx context.Context, _ Key, seqs []uint64) (map[uint64]int, error) {
-		if _, ok := chatapi.SendDeadline(ctx); ok {
-			withDeadline.Add(1)
-			return nil, chatapi.ErrSendDeadline
-		}
-		without.Add(1)
-		return map[uint64]int{seqs[0]: 0}, nil
-	}
-	b := New(lim, send, Options{ThrottleDelay: 10 * time.Millisecond})
-	b.Start()
-	t.Cleanup(b.Stop)
-	codes, err := b.Recall(context.Background(), Key{GroupID: "g"}, []uint64{3})
-	if err != nil || codes[3] != 0 {
-		t.Fatalf("Recall = %v, %v", codes, err)
-	}
-	if withDeadline.Load() != ratelimit.MaxMissedSends || without.Load() != 1 || lim.Stats().MissedSends != ratelimit.MaxMissedSends {
-		t.Fatalf("%d calls with a deadline, %d without, %d missed sends counted; want %d, 1, %d",
-			withDeadline.Load(), without.Load(), lim.Stats().MissedSends, ratelimit.MaxMissedSends, ratelimit.MaxMissedSends)
 	}
 }
 
