@@ -18,12 +18,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/timq/timq/internal/chaos"
 	"github.com/timq/timq/internal/sim"
 	"github.com/timq/timq/internal/testenv"
 )
 
-func TestMain(m *testing.M) { os.Exit(chaos.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 // cluster is the processes of one test and how to reach them.
 type cluster struct {
@@ -33,13 +32,13 @@ type cluster struct {
 	simURL string
 }
 
-func (c *cluster) run(args ...string) chaos.Result {
+func (c *cluster) run(args ...string) testenv.Result {
 	c.t.Helper()
-	return chaos.Run(c.t, c.env, nil, 30*time.Second, c.bin, args...)
+	return testenv.Run(c.t, c.env, nil, 30*time.Second, c.bin, args...)
 }
 
 // must runs a command and fails the test unless it exits 0.
-func (c *cluster) must(args ...string) chaos.Result {
+func (c *cluster) must(args ...string) testenv.Result {
 	c.t.Helper()
 	r := c.run(args...)
 	if r.Code != 0 {
@@ -75,7 +74,7 @@ type stats struct {
 
 func (c *cluster) stats() stats {
 	c.t.Helper()
-	r := chaos.Run(c.t, c.env, nil, 30*time.Second, c.bin, "stats", "--json")
+	r := testenv.Run(c.t, c.env, nil, 30*time.Second, c.bin, "stats", "--json")
 	if r.Code != 0 {
 		c.t.Fatalf("timq stats --json: exit %d: %s", r.Code, r.Stderr)
 	}
@@ -93,8 +92,8 @@ func (c *cluster) stats() stats {
 func (c *cluster) settle(done int) stats {
 	c.t.Helper()
 	var s stats
-	chaos.Eventually(c.t, time.Minute, fmt.Sprintf("%d tasks completed or archived", done), func() (bool, string) {
-		r := chaos.RunQuiet(c.t, c.env, nil, 30*time.Second, c.bin, "stats", "--json")
+	testenv.Eventually(c.t, time.Minute, fmt.Sprintf("%d tasks completed or archived", done), func() (bool, string) {
+		r := testenv.RunQuiet(c.t, c.env, nil, 30*time.Second, c.bin, "stats", "--json")
 		s = stats{}
 		if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &s) != nil {
 			return false, r.Stderr
@@ -142,31 +141,31 @@ func (c *cluster) simStats() sim.Stats {
 // against one Redis database and one `timq sim`.
 func TestEndToEnd(t *testing.T) {
 	t.Parallel()
-	bin := chaos.Binary(t)
+	bin := testenv.Binary(t)
 	r := testenv.Redis(t)
-	c := &cluster{t: t, bin: bin, env: chaos.ChildEnv(
+	c := &cluster{t: t, bin: bin, env: testenv.ChildEnv(
 		"TIMQ_REDIS_URL="+r.URL(),
 		fmt.Sprintf("TIMQ_SDKAPPID=%d", testenv.TestSDKAppID),
 		"TIMQ_SECRET_KEY=e2e-secret-"+fmt.Sprint(time.Now().UnixNano()),
 	)}
 
 	// A bad setting is one clear line naming it, exit 2.
-	bad := chaos.Run(t, append(append([]string(nil), c.env...), "TIMQ_API_BASE=http://127.0.0.1:1", "TIMQ_RATE=abc"), nil, 30*time.Second, bin, "worker")
+	bad := testenv.Run(t, append(append([]string(nil), c.env...), "TIMQ_API_BASE=http://127.0.0.1:1", "TIMQ_RATE=abc"), nil, 30*time.Second, bin, "worker")
 	if lines := strings.Split(strings.TrimSpace(bad.Stderr), "\n"); bad.Code != 2 || len(lines) != 1 || !strings.Contains(lines[0], "TIMQ_RATE") {
 		t.Errorf("TIMQ_RATE=abc timq worker: exit %d, stderr %q; want exit 2 and one line naming TIMQ_RATE", bad.Code, bad.Stderr)
 	}
-	bad = chaos.Run(t, append(append([]string(nil), c.env...), "TIMQ_SDKAPPID=twelve"), nil, 30*time.Second, bin, "sim")
+	bad = testenv.Run(t, append(append([]string(nil), c.env...), "TIMQ_SDKAPPID=twelve"), nil, 30*time.Second, bin, "sim")
 	if lines := strings.Split(strings.TrimSpace(bad.Stderr), "\n"); bad.Code != 2 || len(lines) != 1 || !strings.Contains(lines[0], "TIMQ_SDKAPPID") {
 		t.Errorf("TIMQ_SDKAPPID=twelve timq sim: exit %d, stderr %q; want exit 2 and one line naming TIMQ_SDKAPPID", bad.Code, bad.Stderr)
 	}
 
 	// The emulator and a worker, each a process of its own.
-	simProc := chaos.Start(t, "sim", c.env, bin, "sim", "--addr", "127.0.0.1:0",
+	simProc := testenv.Start(t, "sim", c.env, bin, "sim", "--addr", "127.0.0.1:0",
 		"--group", "@TGS#e2eA:Public:30", "--group", "e2e-b:Public:10", "--group", "e2e-mod:Public:5", "--group", "e2e-c2:Public:3")
 	line := simProc.WaitLine("timq sim: listening on http://", 30*time.Second)
 	c.simURL = strings.TrimSpace(line[strings.Index(line, "http://"):])
 	c.env = append(c.env, "TIMQ_API_BASE="+c.simURL)
-	worker := chaos.Start(t, "worker", c.env, bin, "worker", "--log-format", "json", "--shutdown-timeout", "5s")
+	worker := testenv.Start(t, "worker", c.env, bin, "worker", "--log-format", "json", "--shutdown-timeout", "5s")
 	worker.WaitLine(`"worker started"`, 30*time.Second)
 
 	// timq enqueue: each operation prints its task IDs.
@@ -339,7 +338,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Both long-running processes stop cleanly on SIGTERM.
-	for _, p := range []*chaos.Proc{worker, simProc} {
+	for _, p := range []*testenv.Proc{worker, simProc} {
 		p.Signal(syscall.SIGTERM)
 		code, err := p.Wait(15 * time.Second)
 		if err != nil || code != 0 {

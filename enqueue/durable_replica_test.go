@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/timq/timq/enqueue"
+	"github.com/timq/timq/internal/testenv"
 	"github.com/timq/timq/tasks"
 )
 
@@ -55,23 +56,14 @@ func redisServer(t *testing.T, args ...string) (addr string, c *redis.Client) {
 	addr = fmt.Sprintf("127.0.0.1:%d", port)
 	c = redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { _ = c.Close() })
-	eventually(t, 10*time.Second, addr+" answers", func() bool { return c.Ping(context.Background()).Err() == nil })
+	testenv.WaitFor(t, 10*time.Second, addr+" answers", func() bool { return c.Ping(context.Background()).Err() == nil })
 	return addr, c
-}
-
-func eventually(t *testing.T, within time.Duration, what string, ok func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(within); !ok(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until %s", within, what)
-		}
-	}
 }
 
 // replicaOnline waits until primary reports one replica in sync.
 func replicaOnline(t *testing.T, primary *redis.Client) {
 	t.Helper()
-	eventually(t, 20*time.Second, "the replica is in sync", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the replica is in sync", func() bool {
 		info, err := primary.Info(context.Background(), "replication").Result()
 		return err == nil && strings.Contains(info, "connected_slaves:1") && strings.Contains(info, "state=online")
 	})
@@ -198,11 +190,11 @@ func TestConfirmReplicasOnCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the replica follows the primary", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the replica follows the primary", func() bool {
 		return replica.ClusterReplicate(ctx, primaryID).Err() == nil
 	})
 	replicaOnline(t, primary)
-	eventually(t, 20*time.Second, "cluster_state:ok", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "cluster_state:ok", func() bool {
 		info, err := primary.ClusterInfo(ctx).Result()
 		return err == nil && strings.Contains(info, "cluster_state:ok")
 	})

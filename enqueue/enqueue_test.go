@@ -391,17 +391,10 @@ func runUntilCompleted(t *testing.T, b bundle, queue, id string) {
 		t.Fatal(err)
 	}
 	defer srv.Shutdown()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.Eventually(t, 30*time.Second, "task "+id+" completed", func() (bool, string) {
 		info, err := b.insp.GetTaskInfo(queue, id)
-		if err == nil && info.State == asynq.TaskStateCompleted {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("task %s not completed after 30s: %+v, %v", id, info, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil && info.State == asynq.TaskStateCompleted, fmt.Sprintf("%+v, %v", info, err)
+	})
 }
 
 type testLogger struct{ t *testing.T }

@@ -123,7 +123,7 @@ func startRedis(t *testing.T, conf string, port int, args ...string) *redisProc 
 	})
 	c := redis.NewClient(&redis.Options{Addr: p.addr(), MaxRetries: -1})
 	defer c.Close()
-	waitFor(t, 10*time.Second, "redis-server :"+strconv.Itoa(port)+" answers", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "redis-server :"+strconv.Itoa(port)+" answers", func() bool {
 		return c.Ping(context.Background()).Err() == nil
 	})
 	return p
@@ -135,17 +135,6 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // startCluster starts three primaries and joins them into a Redis Cluster.
@@ -168,7 +157,7 @@ func startCluster(t *testing.T) []*redisProc {
 	}
 	for _, n := range nodes {
 		c := redis.NewClient(&redis.Options{Addr: n.addr()})
-		waitFor(t, 20*time.Second, n.addr()+" reports cluster_state:ok", func() bool {
+		testenv.WaitFor(t, 20*time.Second, n.addr()+" reports cluster_state:ok", func() bool {
 			info, err := c.ClusterInfo(context.Background()).Result()
 			return err == nil && strings.Contains(info, "cluster_state:ok")
 		})
@@ -352,7 +341,7 @@ func TestRedisClusterRunsProducersWorkersDeadLettersAndTheBudget(t *testing.T) {
 	// Permanent failures: dead-lettered (asynq archive + timq's store).
 	e.enqueue(tasks.Modify{GroupId: "no-such-group", MsgSeq: 1, MsgBody: tasks.TextBody("x")})
 	e.enqueue(tasks.Clear{GroupId: "no-such-group"})
-	waitFor(t, 60*time.Second, "every task settled", e.settled)
+	testenv.WaitFor(t, 60*time.Second, "every task settled", e.settled)
 
 	applied, _ := e.checkNothingLost(group, n)
 	if applied != n {
@@ -462,14 +451,14 @@ func TestSentinelFailoverMidRunLosesNothing(t *testing.T) {
 	replica := startRedis(t, "", freePort(t, false), "--replicaof", "127.0.0.1", strconv.Itoa(primary.port))
 	rc := redis.NewClient(&redis.Options{Addr: replica.addr()})
 	defer rc.Close()
-	waitFor(t, 15*time.Second, "the replica is in sync", func() bool {
+	testenv.WaitFor(t, 15*time.Second, "the replica is in sync", func() bool {
 		info, err := rc.Info(context.Background(), "replication").Result()
 		return err == nil && strings.Contains(info, "master_link_status:up")
 	})
 	sentinel := startRedis(t, sentinelConf(primary.addr()), freePort(t, false), "--sentinel")
 	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinel.addr()})
 	defer sc.Close()
-	waitFor(t, 15*time.Second, "Sentinel knows the replica", func() bool {
+	testenv.WaitFor(t, 15*time.Second, "Sentinel knows the replica", func() bool {
 		rs, err := sc.Replicas(context.Background(), "timq").Result()
 		return err == nil && len(rs) == 1
 	})
@@ -506,7 +495,7 @@ func TestSentinelFailoverMidRunLosesNothing(t *testing.T) {
 		}
 	}
 	w := e.startWorker()
-	waitFor(t, 10*time.Second, "the worker is busy", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the worker is busy", func() bool {
 		return e.emu.Stats().Endpoints[chatapi.EndpointModify].Calls > 50
 	})
 	done := make(chan struct{})
@@ -522,7 +511,7 @@ func TestSentinelFailoverMidRunLosesNothing(t *testing.T) {
 	if err := sc.Failover(context.Background(), "timq").Err(); err != nil {
 		t.Fatalf("SENTINEL FAILOVER: %v", err)
 	}
-	waitFor(t, 30*time.Second, "the replica is the primary", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the replica is the primary", func() bool {
 		addr, err := sc.GetMasterAddrByName(context.Background(), "timq").Result()
 		return err == nil && len(addr) == 2 && addr[1] == strconv.Itoa(replica.port)
 	})
@@ -539,7 +528,7 @@ func TestSentinelFailoverMidRunLosesNothing(t *testing.T) {
 			t.Logf("last queue state: %s", e.last)
 		}
 	})
-	waitFor(t, 240*time.Second, "every task settled after the failover", e.settled)
+	testenv.WaitFor(t, 240*time.Second, "every task settled after the failover", e.settled)
 
 	applied, dead := e.checkNothingLost(group, n)
 	twice := 0

@@ -10,6 +10,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/sim"
+	"github.com/timq/timq/internal/testenv"
 	"github.com/timq/timq/tasks"
 	"github.com/timq/timq/worker"
 )
@@ -35,7 +36,7 @@ func TestShutdownTimeoutBoundsTheStopWithAHungAPI(t *testing.T) {
 	}
 	b.enqueue(tasks.Clear{GroupId: "@TGS#hung"})
 	b.enqueue(tasks.Recall{GroupId: "@TGS#hung", MsgSeqList: []tasks.MsgSeqItem{{MsgSeq: 2}}})
-	waitFor(t, 10*time.Second, "both calls hang in the emulator", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "both calls hang in the emulator", func() bool {
 		st := b.emu.Stats().Endpoints
 		return st[chatapi.EndpointClear].Hangs == 1 && st[chatapi.EndpointRecall].Hangs == 1
 	})
@@ -71,7 +72,7 @@ func TestWorkerUsesTheCallersHTTPClient(t *testing.T) {
 	b.cfg.API.HTTPClient = &http.Client{Transport: tr}
 	b.startWorker()
 	b.enqueue(tasks.Clear{GroupId: "own-client"})
-	waitFor(t, 10*time.Second, "the clear is applied", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the clear is applied", func() bool {
 		m, _ := b.emu.Message("own-client", "", 5)
 		return m.Cleared
 	})

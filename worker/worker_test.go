@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -134,17 +135,13 @@ func (b *bundle) counts() counts {
 // the final counts.
 func (b *bundle) waitSettled(total int, within time.Duration) counts {
 	b.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		c := b.counts()
-		if c.completed+c.archived >= total && c.pending+c.active+c.scheduled+c.retry == 0 {
-			return c
-		}
-		if time.Now().After(deadline) {
-			b.t.Fatalf("tasks not settled after %v: %+v (want %d completed+archived)", within, c, total)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var c counts
+	testenv.Eventually(b.t, within, "every task settled", func() (bool, string) {
+		c = b.counts()
+		return c.completed+c.archived >= total && c.pending+c.active+c.scheduled+c.retry == 0,
+			fmt.Sprintf("%+v (want %d completed+archived)", c, total)
+	})
+	return c
 }
 
 func (b *bundle) msg(group string, seq uint64) sim.MessageState {
@@ -569,9 +566,7 @@ func TestShutdownMidBacklogLosesNothing(t *testing.T) {
 	if err := w1.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for b.counts().completed < 20 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 30*time.Second, "20 modifies completed", func() bool { return b.counts().completed >= 20 })
 	w1.Shutdown()
 	mid := b.counts()
 	if mid.completed >= n {
@@ -679,18 +674,14 @@ func TestTasksAsynqArchivesOnItsOwnAreDeadLettered(t *testing.T) {
 		dlq.RecallEntryID(recallID, 2): dlq.ReasonArchived,
 		permID:                         dlq.ReasonPermanent,
 	}
-	deadline := time.Now().Add(20 * time.Second)
 	var got map[string]dlq.Entry
-	for {
+	testenv.WaitFor(t, 20*time.Second, "four dead letters", func() bool {
 		got = map[string]dlq.Entry{}
 		for _, e := range b.deadLetters() {
 			got[e.ID] = e
 		}
-		if len(got) >= len(want) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return len(got) >= len(want)
+	})
 	if len(got) != len(want) {
 		t.Fatalf("dead letters %v, want exactly %v", got, want)
 	}
@@ -711,10 +702,31 @@ func TestTasksAsynqArchivesOnItsOwnAreDeadLettered(t *testing.T) {
 	}
 	w.Shutdown()
 	b.startWorker()
-	time.Sleep(500 * time.Millisecond) // ten reconcile intervals
-	if es := b.deadLetters(); len(es) != 0 {
-		t.Fatalf("purged dead letters came back: %+v", es)
+	// A task archived by hand in each queue after the restart is the
+	// synchronisation point: once its dead letter exists, the new worker's
+	// reconciler has read that queue's archive, purged entries included.
+	b.group("archived-later", sim.GroupPublic, 1)
+	later := map[string]string{
+		tasks.QueueClear:  b.enqueue(tasks.Clear{GroupId: "archived-later"}, asynq.ProcessIn(time.Hour)),
+		tasks.QueueRecall: b.enqueue(tasks.Recall{GroupId: "archived-later", MsgSeqList: seqList(1)}, asynq.ProcessIn(time.Hour)),
 	}
+	for q, id := range later {
+		if err := b.insp.ArchiveTask(q, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantLater := []string{later[tasks.QueueClear], dlq.RecallEntryID(later[tasks.QueueRecall], 1)}
+	testenv.Eventually(t, 20*time.Second, "the new worker dead-letters the tasks archived after its start", func() (bool, string) {
+		es := b.deadLetters()
+		ids := make([]string, 0, len(es))
+		for _, e := range es {
+			ids = append(ids, e.ID)
+		}
+		slices.Sort(ids)
+		want := slices.Clone(wantLater)
+		slices.Sort(want)
+		return slices.Equal(ids, want), fmt.Sprintf("dead letters %v, want exactly %v", ids, want)
+	})
 }
 
 func TestMoreThanTenThousandDeadLettersAreAllKept(t *testing.T) {
@@ -747,17 +759,10 @@ func TestMoreThanTenThousandDeadLettersAreAllKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.startWorker()
-	deadline := time.Now().Add(4 * time.Minute)
-	for {
+	testenv.Eventually(t, 4*time.Minute, "every task settled", func() (bool, string) {
 		c := b.counts()
-		if c.pending+c.active+c.retry == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not settled after 4 minutes: %+v", c)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return c.pending+c.active+c.retry == 0, fmt.Sprintf("%+v", c)
+	})
 	held, err := b.dlq.Count(context.Background())
 	if err != nil {
 		t.Fatal(err)

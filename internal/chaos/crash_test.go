@@ -1,4 +1,4 @@
-package chaos_test
+package chaos
 
 import (
 	"context"
@@ -10,9 +10,9 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/timq/timq/internal/chaos"
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/sim"
+	"github.com/timq/timq/internal/testenv"
 	"github.com/timq/timq/tasks"
 )
 
@@ -70,15 +70,15 @@ func contains(list []string, s string) bool {
 func TestSIGKILLedWorkerLosesNothing(t *testing.T) {
 	t.Parallel()
 	g := newRig(t, sim.Config{Faults: slowAPI()})
-	k := chaos.Scale(1, 10)
-	plan := chaos.NewPlan(chaos.Mix{Prefix: "kill", Modify: 1500 * k, Recall: 300 * k, RecallSize: 2, Clear: 300 * k, Permanent: 3})
+	k := testenv.Scale(1, 10)
+	plan := NewPlan(Mix{Prefix: "kill", Modify: 1500 * k, Recall: 300 * k, RecallSize: 2, Clear: 300 * k, Permanent: 3})
 	plan.Seed(t, g.emu.Seed)
 	if _, err := plan.Produce(context.Background(), g.client, plan.Ops, 8, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	env := g.workerEnv("TIMQ_MAX_RETRY=25")
 	a := g.startWorkerProc("worker-a", env)
-	chaos.Eventually(t, time.Minute, "worker-a completed 400 tasks", func() (bool, string) {
+	testenv.Eventually(t, time.Minute, "worker-a completed 400 tasks", func() (bool, string) {
 		c := g.counts()
 		return c.Completed >= 400, c.String()
 	})
@@ -92,7 +92,7 @@ func TestSIGKILLedWorkerLosesNothing(t *testing.T) {
 	}
 
 	g.startWorkerProc("worker-b", env)
-	chaos.WaitSettled(t, g.insp, len(plan.Ops), 3*time.Minute)
+	testenv.WaitSettled(t, g.insp, len(plan.Ops), 3*time.Minute)
 	t.Logf("all settled %s after the kill", elapsed(killedAt))
 
 	// Every task the dead worker held was recovered by lease expiry.
@@ -127,8 +127,8 @@ func TestSIGKILLedWorkerLosesNothing(t *testing.T) {
 func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 	t.Parallel()
 	g := newRig(t, sim.Config{Faults: slowAPI()})
-	k := chaos.Scale(1, 10)
-	plan := chaos.NewPlan(chaos.Mix{Prefix: "term", Modify: 1200 * k, Recall: 300 * k, RecallSize: 2, Clear: 300 * k, Permanent: 2})
+	k := testenv.Scale(1, 10)
+	plan := NewPlan(Mix{Prefix: "term", Modify: 1200 * k, Recall: 300 * k, RecallSize: 2, Clear: 300 * k, Permanent: 2})
 	plan.Seed(t, g.emu.Seed)
 	if _, err := plan.Produce(context.Background(), g.client, plan.Ops, 8, time.Minute); err != nil {
 		t.Fatal(err)
@@ -136,7 +136,7 @@ func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 	const shutdownTimeout = 10 * time.Second
 	env := g.workerEnv("TIMQ_MAX_RETRY=25")
 	a := g.startWorkerProc("worker-a", env, "--shutdown-timeout", shutdownTimeout.String())
-	chaos.Eventually(t, time.Minute, "worker-a completed 300 tasks", func() (bool, string) {
+	testenv.Eventually(t, time.Minute, "worker-a completed 300 tasks", func() (bool, string) {
 		c := g.counts()
 		return c.Completed >= 300, c.String()
 	})
@@ -164,12 +164,12 @@ func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 	}
 
 	g.startWorkerProc("worker-b", env)
-	chaos.WaitSettled(t, g.insp, len(plan.Ops), 2*time.Minute)
+	testenv.WaitSettled(t, g.insp, len(plan.Ops), 2*time.Minute)
 	acc := plan.Verify(t, g.emu, g.store, g.insp)
 
 	// Deliver a sample of applied operations again, as a redelivery would.
 	snap := plan.Snapshot(t, g.emu)
-	var again []*chaos.Op
+	var again []*Op
 	replayed := map[string]int{}
 	for i, o := range plan.Ops {
 		if i%5 == 0 && !o.DeadLettered() {
@@ -182,7 +182,7 @@ func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 	if _, err := plan.Produce(context.Background(), g.client, again, 8, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	chaos.WaitSettled(t, g.insp, len(plan.Ops)+len(again), 2*time.Minute)
+	testenv.WaitSettled(t, g.insp, len(plan.Ops)+len(again), 2*time.Minute)
 	if diff := plan.Snapshot(t, g.emu).Diff(snap); diff != "" {
 		t.Errorf("delivering applied operations again changed the emulator's state:\n%s", diff)
 	}
@@ -207,19 +207,19 @@ func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 // needs a second lease-recovery wait of about a minute, and make test keeps
 // one (TestSIGKILLedWorkerLosesNothing).
 func TestCrashOnLastAttemptIsDeadLettered(t *testing.T) {
-	if !chaos.Soak() {
+	if !testenv.Soak() {
 		t.Skip("make soak only (TIMQ_SOAK=1): a second one-minute lease-recovery wait")
 	}
 	t.Parallel()
 	g := newRig(t, sim.Config{Faults: slowAPI()})
-	plan := chaos.NewPlan(chaos.Mix{Prefix: "last", Modify: 2000, MaxRetry: -1})
+	plan := NewPlan(Mix{Prefix: "last", Modify: 2000, MaxRetry: -1})
 	plan.Seed(t, g.emu.Seed)
 	if _, err := plan.Produce(context.Background(), g.client, plan.Ops, 8, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	env := g.workerEnv()
 	a := g.startWorkerProc("worker-a", env)
-	chaos.Eventually(t, time.Minute, "worker-a completed 300 tasks", func() (bool, string) {
+	testenv.Eventually(t, time.Minute, "worker-a completed 300 tasks", func() (bool, string) {
 		c := g.counts()
 		return c.Completed >= 300, c.String()
 	})
@@ -227,10 +227,10 @@ func TestCrashOnLastAttemptIsDeadLettered(t *testing.T) {
 	held := g.activeIDs()
 	t.Logf("SIGKILL worker-a holding %d tasks on their last attempt", len(held))
 	g.startWorkerProc("worker-b", env)
-	chaos.WaitSettled(t, g.insp, len(plan.Ops), 3*time.Minute)
+	testenv.WaitSettled(t, g.insp, len(plan.Ops), 3*time.Minute)
 	// asynq archived the held tasks itself; worker-b's archive reconciler
 	// (every 30 s) writes their dead letters.
-	chaos.Eventually(t, time.Minute, "every archived task has its dead letter", func() (bool, string) {
+	testenv.Eventually(t, time.Minute, "every archived task has its dead letter", func() (bool, string) {
 		c := g.counts()
 		n, err := g.store.Count(context.Background())
 		if err != nil {

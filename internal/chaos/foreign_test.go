@@ -1,4 +1,4 @@
-package chaos_test
+package chaos
 
 import (
 	"context"
@@ -8,10 +8,10 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/timq/timq/internal/chaos"
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/dlq"
 	"github.com/timq/timq/internal/sim"
+	"github.com/timq/timq/internal/testenv"
 	"github.com/timq/timq/tasks"
 )
 
@@ -79,14 +79,14 @@ func TestForeignProducerBadInputIsDeadLettered(t *testing.T) {
 	w := g.startWorker(g.workerConfig())
 	_ = w
 	// Good work after the bad: it must all be applied.
-	plan := chaos.NewPlan(chaos.Mix{Prefix: "after-bad", Modify: 30, Recall: 10, Clear: 10})
+	plan := NewPlan(Mix{Prefix: "after-bad", Modify: 30, Recall: 10, Clear: 10})
 	plan.Seed(t, g.emu.Seed)
 	if _, err := plan.Produce(ctx, g.client, plan.Ops, 4, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	total := len(cases) + len(plan.Ops)
-	var c chaos.Counts
-	chaos.Eventually(t, time.Minute, "bad tasks archived and good ones completed", func() (bool, string) {
+	var c testenv.Counts
+	testenv.Eventually(t, time.Minute, "bad tasks archived and good ones completed", func() (bool, string) {
 		c = g.counts()
 		return c.Completed+c.Archived >= total && c.Pending+c.Scheduled+c.Retry == 0, c.String()
 	})

@@ -1,4 +1,4 @@
-package chaos_test
+package chaos
 
 import (
 	"bytes"
@@ -13,14 +13,13 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/timq/timq/internal/chaos"
 	"github.com/timq/timq/internal/dlq"
 	"github.com/timq/timq/internal/sim"
 	"github.com/timq/timq/internal/testenv"
 	"github.com/timq/timq/worker"
 )
 
-func TestMain(m *testing.M) { os.Exit(chaos.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 // rig is one test's Redis database, emulator and clients.
 type rig struct {
@@ -84,7 +83,7 @@ func (g *rig) startWorker(cfg worker.Config) *worker.Worker {
 
 // workerEnv is the environment of a `timq worker` child for the rig.
 func (g *rig) workerEnv(extra ...string) []string {
-	return chaos.ChildEnv(append([]string{
+	return testenv.ChildEnv(append([]string{
 		"TIMQ_REDIS_URL=" + g.url,
 		"TIMQ_SDKAPPID=" + strconv.FormatUint(g.emu.SDKAppID, 10),
 		"TIMQ_SECRET_KEY=" + g.emu.SecretKey,
@@ -94,18 +93,18 @@ func (g *rig) workerEnv(extra ...string) []string {
 
 // startWorkerProc starts `timq worker` as a child process and waits until
 // it has started its servers.
-func (g *rig) startWorkerProc(name string, env []string, args ...string) *chaos.Proc {
+func (g *rig) startWorkerProc(name string, env []string, args ...string) *testenv.Proc {
 	g.t.Helper()
 	args = append([]string{"worker", "--log-format", "json", "--log-level", "info"}, args...)
-	p := chaos.Start(g.t, name, env, chaos.Binary(g.t), args...)
+	p := testenv.Start(g.t, name, env, testenv.Binary(g.t), args...)
 	p.WaitLine(`"worker started"`, 30*time.Second)
 	return p
 }
 
 // counts reads asynq's queue counts or fails.
-func (g *rig) counts() chaos.Counts {
+func (g *rig) counts() testenv.Counts {
 	g.t.Helper()
-	c, err := chaos.QueueCounts(g.insp)
+	c, err := testenv.QueueCounts(g.insp)
 	if err != nil {
 		g.t.Fatal(err)
 	}

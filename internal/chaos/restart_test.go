@@ -1,4 +1,4 @@
-package chaos_test
+package chaos
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/timq/timq/internal/chaos"
 	"github.com/timq/timq/internal/sim"
+	"github.com/timq/timq/internal/testenv"
 )
 
 // TestRedisRestartLosesNothing runs a redis-server of its own with
@@ -21,14 +21,14 @@ import (
 // retried with the same task ID, so it is neither lost nor queued twice.
 func TestRedisRestartLosesNothing(t *testing.T) {
 	t.Parallel()
-	rs := chaos.StartRedisServer(t)
+	rs := testenv.StartRedisServer(t)
 	conn := asynq.RedisClientOpt{Addr: rs.Addr}
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
 	t.Cleanup(func() { _ = rdb.Close() })
 	g := newRigOn(t, conn, rs.URL(0), rdb, sim.Config{Faults: slowAPI()}, nil)
 
-	k := chaos.Scale(1, 10)
-	plan := chaos.NewPlan(chaos.Mix{Prefix: "restart", Modify: 1200 * k, Recall: 300 * k, RecallSize: 2, Clear: 300 * k, Permanent: 3})
+	k := testenv.Scale(1, 10)
+	plan := NewPlan(Mix{Prefix: "restart", Modify: 1200 * k, Recall: 300 * k, RecallSize: 2, Clear: 300 * k, Permanent: 3})
 	plan.Seed(t, g.emu.Seed)
 	g.startWorkerProc("worker", g.workerEnv("TIMQ_MAX_RETRY=25"))
 
@@ -37,7 +37,7 @@ func TestRedisRestartLosesNothing(t *testing.T) {
 	var (
 		wg       sync.WaitGroup
 		prodErr  error
-		produced chaos.ProducerStats
+		produced ProducerStats
 	)
 	wg.Add(1)
 	go func() {
@@ -56,8 +56,8 @@ func TestRedisRestartLosesNothing(t *testing.T) {
 		}
 	}()
 
-	chaos.Eventually(t, time.Minute, "the worker completed 300 tasks", func() (bool, string) {
-		c, err := chaos.QueueCounts(g.insp)
+	testenv.Eventually(t, time.Minute, "the worker completed 300 tasks", func() (bool, string) {
+		c, err := testenv.QueueCounts(g.insp)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -74,8 +74,8 @@ func TestRedisRestartLosesNothing(t *testing.T) {
 	t.Logf("redis-server killed with %v and back after %s", before, elapsed(down))
 
 	// The worker reconnects by itself: it completes tasks again.
-	chaos.Eventually(t, time.Minute, "the worker completed 200 more tasks after the restart", func() (bool, string) {
-		c, err := chaos.QueueCounts(g.insp)
+	testenv.Eventually(t, time.Minute, "the worker completed 200 more tasks after the restart", func() (bool, string) {
+		c, err := testenv.QueueCounts(g.insp)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -102,7 +102,7 @@ func TestRedisRestartLosesNothing(t *testing.T) {
 	if produced.Retries == 0 {
 		t.Errorf("no enqueue failed while Redis was down; the restart did not hit the producer")
 	}
-	chaos.WaitSettled(t, g.insp, len(plan.Ops), 2*time.Minute)
+	testenv.WaitSettled(t, g.insp, len(plan.Ops), 2*time.Minute)
 	t.Logf("all settled %s after the restart", elapsed(down))
 	acc := plan.Verify(t, g.emu, g.store, g.insp)
 	t.Logf("%d duplicate applications: tasks whose acknowledgement the restart cut ran again after lease recovery", acc.Duplicates())

@@ -1,13 +1,13 @@
-package chaos_test
+package chaos
 
 import (
 	"context"
 	"testing"
 	"time"
 
-	"github.com/timq/timq/internal/chaos"
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/sim"
+	"github.com/timq/timq/internal/testenv"
 )
 
 // TestFaultStormLosesNothing runs at least 10,000 tasks (13,333 operations)
@@ -26,8 +26,8 @@ func TestFaultStormLosesNothing(t *testing.T) {
 		chatapi.EndpointRecall: storm(map[int]float64{10002: 0.30}),
 		chatapi.EndpointModify: storm(map[int]float64{20004: 0.10, 20005: 0.10, 91000: 0.10}),
 	}})
-	n := chaos.Scale(10_000, 5)
-	plan := chaos.NewPlan(chaos.Mix{Prefix: "storm", Modify: n - 2*(n/3), Recall: n / 3, RecallSize: 2, Clear: n / 3})
+	n := testenv.Scale(10_000, 5)
+	plan := NewPlan(Mix{Prefix: "storm", Modify: n - 2*(n/3), Recall: n / 3, RecallSize: 2, Clear: n / 3})
 	plan.Seed(t, g.emu.Seed)
 
 	start := time.Now()
@@ -50,7 +50,7 @@ func TestFaultStormLosesNothing(t *testing.T) {
 	cfg.Rate = 190
 	g.startWorker(cfg)
 	start = time.Now()
-	chaos.WaitSettled(t, g.insp, len(plan.Ops), time.Duration(chaos.Scale(1, 5))*4*time.Minute)
+	testenv.WaitSettled(t, g.insp, len(plan.Ops), time.Duration(testenv.Scale(1, 5))*4*time.Minute)
 	t.Logf("settled in %s", elapsed(start))
 
 	a := plan.Verify(t, g.emu, g.store, g.insp)
@@ -93,18 +93,18 @@ func TestPermanentFailuresAreDeadLetteredExactly(t *testing.T) {
 		chatapi.EndpointClear: transient, chatapi.EndpointRecall: transient,
 		chatapi.EndpointModify: {Codes: map[int]float64{91000: 0.10}, HTTP502: 0.02},
 	}})
-	k := chaos.Scale(10, 10)
-	plan := chaos.NewPlan(chaos.Mix{Prefix: "perm", Modify: 20 * k, Recall: 10 * k, Clear: 10 * k, Permanent: k})
+	k := testenv.Scale(10, 10)
+	plan := NewPlan(Mix{Prefix: "perm", Modify: 20 * k, Recall: 10 * k, Clear: 10 * k, Permanent: k})
 	plan.Seed(t, g.emu.Seed)
 	if _, err := plan.Produce(context.Background(), g.client, plan.Ops, 8, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	g.startWorker(g.workerConfig())
 	start := time.Now()
-	chaos.WaitSettled(t, g.insp, len(plan.Ops), 2*time.Minute)
+	testenv.WaitSettled(t, g.insp, len(plan.Ops), 2*time.Minute)
 	t.Logf("settled in %s", elapsed(start))
 	a := plan.Verify(t, g.emu, g.store, g.insp)
-	want := map[int]int{chaos.CodeGroupMissing: k, chaos.CodeBadGroupID: k, chaos.CodeNoPermission: 2 * k, chaos.CodeMsgMissing: 2 * k}
+	want := map[int]int{CodeGroupMissing: k, CodeBadGroupID: k, CodeNoPermission: 2 * k, CodeMsgMissing: 2 * k}
 	for code, n := range want {
 		if a.ByCode[code] != n {
 			t.Errorf("%d dead letters with code %d, want %d", a.ByCode[code], code, n)

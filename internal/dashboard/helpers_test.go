@@ -169,23 +169,7 @@ func runHistory(t *testing.T) *env {
 	enqueue(tasks.Modify{GroupId: echo502Group, MsgSeq: 1, CloudCustomData: ptr("x")})
 	total += 3
 
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var done, open int
-		for _, q := range tasks.Queues() {
-			if info, err := e.insp.GetQueueInfo(q); err == nil {
-				done += info.Completed + info.Archived
-				open += info.Pending + info.Active + info.Scheduled + info.Retry
-			}
-		}
-		if done >= total && open == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tasks not settled: %d done, %d open of %d", done, open, total)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.WaitSettled(t, e.insp, total, 60*time.Second)
 	return e
 }
 

@@ -111,23 +111,7 @@ func TestMetricsMatchTheEmulator(t *testing.T) {
 	enqueue(tasks.Clear{GroupId: "@TGS#MISSING"}) // 10010: dead-lettered at once
 	total++
 
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var done, open int
-		for _, q := range tasks.Queues() {
-			if info, err := insp.GetQueueInfo(q); err == nil {
-				done += info.Completed + info.Archived
-				open += info.Pending + info.Active + info.Scheduled + info.Retry
-			}
-		}
-		if done >= total && open == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tasks not settled: %d done, %d open of %d", done, open, total)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.WaitSettled(t, insp, total, 60*time.Second)
 	if err := qs.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}

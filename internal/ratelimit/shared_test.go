@@ -129,19 +129,11 @@ func maxInWindow(us []int64, w int64) int {
 
 func waitFetcherStops(t *testing.T, s *Shared) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
+	testenv.WaitFor(t, 3*time.Second, "the fetch goroutine stops with no goroutine waiting", func() bool {
 		s.mu.Lock()
-		f := s.fetching
-		s.mu.Unlock()
-		if !f {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the fetch goroutine still runs with no goroutine waiting")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer s.mu.Unlock()
+		return !s.fetching
+	})
 }
 
 func TestSharedSlotsNeverExceedTheBudgetAcrossProcesses(t *testing.T) {
@@ -443,12 +435,10 @@ func TestSharedBlocksWhileRedisIsDown(t *testing.T) {
 	if st := s.Stats(); st.Grants != 0 {
 		t.Fatalf("granted %d calls without Redis", st.Grants)
 	}
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "Redis does not answer"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("no warning logged: %s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(t, 5*time.Second, "a warning that Redis does not answer", func() (bool, string) {
+		l := logs.String()
+		return strings.Contains(l, "Redis does not answer"), "log: " + l
+	})
 	waitFetcherStops(t, s)
 }
 
@@ -481,14 +471,7 @@ func TestSharedBudgetThatGoesBackInTimeIsPushedPastEveryHeldSlot(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = p.lim.Wait(ctx) }()
 	}
-	waitFor := func(ok func() bool) {
-		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("timed out")
-			}
-		}
-	}
-	waitFor(func() bool { return p.lim.Stats().Reserved >= held })
+	testenv.WaitFor(t, 5*time.Second, "50 slots reserved", func() bool { return p.lim.Stats().Reserved >= held })
 	// A failover that loses the key's last writes looks like this.
 	if err := r.Client(t).Del(ctx, p.lim.Key()).Err(); err != nil {
 		t.Fatal(err)
@@ -573,10 +556,7 @@ func TestSharedSlowReplyDoesNotBunchSlots(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	hammer(ctx, &wg, s, 20)
-	deadline := time.Now().Add(10 * time.Second)
-	for s.Stats().Grants < 100 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, "100 grants", func() bool { return s.Stats().Grants >= 100 })
 	cancel()
 	wg.Wait()
 	if n := slow.seen.Load(); n < 5 {

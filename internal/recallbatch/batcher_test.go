@@ -12,6 +12,7 @@ import (
 
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/ratelimit"
+	"github.com/timq/timq/internal/testenv"
 )
 
 // gate is a Limiter that grants a token only when the test says so.
@@ -101,13 +102,10 @@ func start(t *testing.T, lim interface {
 // waitQueued waits until wantMsgs messages wait in wantBatches batches.
 func waitQueued(t *testing.T, b *Batcher, wantBatches, wantMsgs int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for b.Pending() != wantBatches || b.pendingMessages() != wantMsgs {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d batches with %d messages pending, want %d with %d", b.Pending(), b.pendingMessages(), wantBatches, wantMsgs)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.Eventually(t, 5*time.Second, fmt.Sprintf("%d batches with %d messages pending", wantBatches, wantMsgs), func() (bool, string) {
+		batches, msgs := b.Pending(), b.pendingMessages()
+		return batches == wantBatches && msgs == wantMsgs, fmt.Sprintf("%d batches with %d messages", batches, msgs)
+	})
 }
 
 func TestLoneRecallIsSentAtOnce(t *testing.T) {
@@ -304,22 +302,23 @@ func (g *countingGate) Wait(ctx context.Context) error {
 	return g.gate.Wait(ctx)
 }
 
-// waitWaiting waits until exactly want callers wait for a token, then
-// checks that no more join them (a surplus waiter would take a token that
-// no batch needs, a slot of the budget lost).
-func (g *countingGate) waitWaiting(t *testing.T, want int32) {
+// waitWaiting waits until exactly want callers wait for a token and b's
+// own accounting says no more can join them (a surplus waiter would take a
+// token that no batch needs, a slot of the budget lost): a dispatcher
+// registers as a waiter, under b's lock, before it waits, and only while
+// the queue holds more batches than there are waiters; so once every
+// queued batch, or every dispatcher, has its waiter, the count is final.
+func (g *countingGate) waitWaiting(t *testing.T, b *Batcher, want int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for g.waiting.Load() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d callers wait for a token, want %d", g.waiting.Load(), want)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond)
-	if got := g.waiting.Load(); got != want {
-		t.Fatalf("%d callers wait for a token, want %d", got, want)
-	}
+	testenv.Eventually(t, 5*time.Second, fmt.Sprintf("%d callers wait for a token", want), func() (bool, string) {
+		b.mu.Lock()
+		waiters, queued := len(b.waiters), len(b.queue)
+		b.mu.Unlock()
+		waiting := int(g.waiting.Load())
+		final := waiters == queued || waiters == b.opts.Dispatchers
+		return waiting == want && waiters == want && final,
+			fmt.Sprintf("%d wait in the limiter, %d registered waiters, %d batches queued", waiting, waiters, queued)
+	})
 }
 
 func TestWaitsForOneTokenPerQueuedBatchUpToDispatchers(t *testing.T) {
@@ -341,14 +340,14 @@ func TestWaitsForOneTokenPerQueuedBatchUpToDispatchers(t *testing.T) {
 	recall("A")
 	recall("B")
 	waitQueued(t, b, 2, 2)
-	g.waitWaiting(t, 2)
+	g.waitWaiting(t, b, 2)
 	for i := range DefaultDispatchers + more - 2 {
 		recall(fmt.Sprint("C", i))
 	}
 	waitQueued(t, b, DefaultDispatchers+more, DefaultDispatchers+more)
 	// Each waiter's token is a slot the shared limiter reserves ahead:
 	// every dispatcher waits, so the endpoint holds that many slots.
-	g.waitWaiting(t, DefaultDispatchers)
+	g.waitWaiting(t, b, DefaultDispatchers)
 	g.grant(DefaultDispatchers + more)
 	if !waitGroupDone(&wg, 10*time.Second) {
 		t.Fatalf("%d tokens did not send the %d batches (%d pending): a token went to a dispatcher with no batch",
@@ -363,7 +362,7 @@ func TestWaitsForOneTokenPerQueuedBatchUpToDispatchers(t *testing.T) {
 	if len(r.calls) != DefaultDispatchers+more {
 		t.Errorf("%d calls for %d one-message recalls of as many groups, want %d", len(r.calls), DefaultDispatchers+more, DefaultDispatchers+more)
 	}
-	g.waitWaiting(t, 0)
+	g.waitWaiting(t, b, 0)
 }
 
 // failingLimiter fails its first n Waits with an error that is not the
@@ -459,12 +458,12 @@ func TestWaitersBeyondTheQueueGiveTheirTokensBack(t *testing.T) {
 		}()
 	}
 	waitQueued(t, b, n, n)
-	g.waitWaiting(t, n)
+	g.waitWaiting(t, b, n)
 	for i := range leaving {
 		cancels[i]()
 	}
 	waitQueued(t, b, n-leaving, n-leaving)
-	g.waitWaiting(t, n-leaving)
+	g.waitWaiting(t, b, n-leaving)
 	g.grant(n - leaving)
 	if !waitGroupDone(&stay, 10*time.Second) {
 		t.Fatalf("%d tokens did not send the %d batches left (%d pending): a token went to a dispatcher with no batch",
@@ -481,5 +480,5 @@ func TestWaitersBeyondTheQueueGiveTheirTokensBack(t *testing.T) {
 	if cancelled != leaving || len(r.calls) != n-leaving {
 		t.Errorf("%d recalls cancelled and %d calls, want %d and %d", cancelled, len(r.calls), leaving, n-leaving)
 	}
-	g.waitWaiting(t, 0)
+	g.waitWaiting(t, b, 0)
 }

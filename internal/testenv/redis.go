@@ -1,6 +1,8 @@
 // Package testenv gives tests the services they run against: a Redis
 // database of their own (the real server at REDIS_ADDR when it answers, an
-// embedded miniredis otherwise) and, in emulator.go, a running emulator.
+// embedded miniredis otherwise), a running emulator, the timq binary and
+// child processes (proc.go), and one way to wait for a condition
+// (Eventually). Only tests import it.
 package testenv
 
 import (

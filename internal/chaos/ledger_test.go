@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/dlq"
 	"github.com/timq/timq/internal/sim"
+	"github.com/timq/timq/internal/testenv"
 	"github.com/timq/timq/tasks"
 )
 
@@ -267,55 +267,6 @@ func (p *Plan) Produce(ctx context.Context, c *asynq.Client, ops []*Op, workers 
 	return st, firstErr
 }
 
-// Counts sums asynq's queue sizes over timq's queues.
-type Counts struct{ Pending, Active, Scheduled, Retry, Archived, Completed int }
-
-func (c Counts) String() string {
-	return fmt.Sprintf("pending=%d active=%d scheduled=%d retry=%d archived=%d completed=%d",
-		c.Pending, c.Active, c.Scheduled, c.Retry, c.Archived, c.Completed)
-}
-
-// QueueCounts reads the counts of timq's three queues.
-func QueueCounts(insp *asynq.Inspector) (Counts, error) {
-	var c Counts
-	known, err := insp.Queues()
-	if err != nil {
-		return c, err
-	}
-	for _, q := range tasks.Queues() {
-		if !slices.Contains(known, q) {
-			continue // asynq knows a queue once a task went in
-		}
-		info, err := insp.GetQueueInfo(q)
-		if err != nil {
-			return c, err
-		}
-		c.Pending += info.Pending
-		c.Active += info.Active
-		c.Scheduled += info.Scheduled
-		c.Retry += info.Retry
-		c.Archived += info.Archived
-		c.Completed += info.Completed
-	}
-	return c, nil
-}
-
-// WaitSettled waits until all n tasks are completed or archived and no task
-// is pending, active, scheduled or retrying, and returns the counts.
-func WaitSettled(t testing.TB, insp *asynq.Inspector, n int, within time.Duration) Counts {
-	t.Helper()
-	var c Counts
-	var err error
-	Eventually(t, within, fmt.Sprintf("all %d tasks completed or archived", n), func() (bool, string) {
-		c, err = QueueCounts(insp)
-		if err != nil {
-			return false, err.Error()
-		}
-		return c.Completed+c.Archived >= n && c.Pending+c.Active+c.Scheduled+c.Retry == 0, c.String()
-	})
-	return c
-}
-
 // State is where the emulator's state is read: *sim.Server, or the admin
 // API of a `timq sim` process.
 type State interface {
@@ -527,7 +478,7 @@ func (p *Plan) account(st State, store *dlq.Store, insp *asynq.Inspector) (Accou
 	if insp == nil {
 		return a, problems, nil
 	}
-	c, err := QueueCounts(insp)
+	c, err := testenv.QueueCounts(insp)
 	if err != nil {
 		return a, problems, fmt.Errorf("queue counts: %w", err)
 	}

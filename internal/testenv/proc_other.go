@@ -1,6 +1,6 @@
 //go:build !linux
 
-package chaos
+package testenv
 
 import "os/exec"
 

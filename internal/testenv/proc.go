@@ -1,14 +1,10 @@
-// Package chaos holds the process-level helpers of timq's crash, restart and
-// end-to-end tests: it builds the timq binary once per test binary, starts
-// and stops child processes (timq, redis-server) with their output in the
-// test log, waits for the lines they print when ready, and finds free
-// loopback ports. Its tests (chaos_test.go and friends) prove with exact
-// accounting that no enqueued operation is lost.
-//
-// Everything runs on loopback and is bounded: every wait has a deadline, and
-// every child is killed when its test ends (and, on Linux, when the test
-// binary dies).
-package chaos
+// Process helpers: build the timq binary once per test binary, start and
+// stop child processes (timq, redis-server) with their output in the test
+// log, wait for the lines they print when ready, and find free loopback
+// ports. Every wait has a deadline, and every child is killed when its test
+// ends (and, on Linux, when the test binary dies).
+
+package testenv
 
 import (
 	"bufio"
@@ -49,7 +45,7 @@ var (
 )
 
 // Main runs the tests of a package that uses Binary and removes the built
-// binary afterwards. Call it from TestMain: os.Exit(chaos.Main(m)).
+// binary afterwards. Call it from TestMain: os.Exit(testenv.Main(m)).
 func Main(m *testing.M) int {
 	code := m.Run()
 	if buildDir != "" {
@@ -64,7 +60,7 @@ func Main(m *testing.M) int {
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "timq-chaos-bin-")
+		buildDir, buildErr = os.MkdirTemp("", "timq-testenv-bin-")
 		if buildErr != nil {
 			return
 		}
@@ -84,10 +80,10 @@ func Binary(t testing.TB) string {
 			buildErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out.String())
 			return
 		}
-		fmt.Fprintf(os.Stderr, "chaos: built %s in %v\n", buildPath, time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(os.Stderr, "testenv: built %s in %v\n", buildPath, time.Since(start).Round(time.Millisecond))
 	})
 	if buildErr != nil {
-		t.Fatalf("chaos: build timq: %v", buildErr)
+		t.Fatalf("testenv: build timq: %v", buildErr)
 	}
 	return buildPath
 }
@@ -113,7 +109,7 @@ func FreePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("chaos: free port: %v", err)
+		t.Fatalf("testenv: free port: %v", err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
@@ -168,14 +164,14 @@ func Start(t testing.TB, name string, env []string, bin string, args ...string) 
 	p.cond = sync.NewCond(&p.mu)
 	outR, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Fatalf("chaos: %s: %v", name, err)
+		t.Fatalf("testenv: %s: %v", name, err)
 	}
 	errR, err := cmd.StderrPipe()
 	if err != nil {
-		t.Fatalf("chaos: %s: %v", name, err)
+		t.Fatalf("testenv: %s: %v", name, err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("chaos: start %s: %v", name, err)
+		t.Fatalf("testenv: start %s: %v", name, err)
 	}
 	p.readers.Add(2)
 	go p.read(outR, &p.stdout, "out")
@@ -198,13 +194,13 @@ func Start(t testing.TB, name string, env []string, bin string, args ...string) 
 		select {
 		case <-p.done:
 		case <-time.After(10 * time.Second):
-			t.Errorf("chaos: %s did not exit 10s after SIGKILL", name)
+			t.Errorf("testenv: %s did not exit 10s after SIGKILL", name)
 		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if t.Failed() && p.logged < len(p.all) {
 			from := max(p.logged, len(p.all)-200)
-			t.Logf("chaos: %s: last %d of %d output lines (the rest were not logged):", name, len(p.all)-from, len(p.all)-p.logged)
+			t.Logf("testenv: %s: last %d of %d output lines (the rest were not logged):", name, len(p.all)-from, len(p.all)-p.logged)
 			for _, l := range p.all[from:] {
 				t.Log(l)
 			}
@@ -257,10 +253,10 @@ func (p *Proc) WaitLine(substr string, within time.Duration) string {
 			}
 		}
 		if p.state != nil {
-			p.t.Fatalf("chaos: %s exited (%v) before printing %q", p.Name, p.state, substr)
+			p.t.Fatalf("testenv: %s exited (%v) before printing %q", p.Name, p.state, substr)
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("chaos: %s did not print %q within %v", p.Name, substr, within)
+			p.t.Fatalf("testenv: %s did not print %q within %v", p.Name, substr, within)
 		}
 		p.cond.Wait()
 	}
@@ -284,7 +280,7 @@ func (p *Proc) Stderr() []string {
 func (p *Proc) Signal(sig os.Signal) {
 	p.t.Helper()
 	if err := p.Cmd.Process.Signal(sig); err != nil && !p.Exited() {
-		p.t.Fatalf("chaos: signal %v to %s: %v", sig, p.Name, err)
+		p.t.Fatalf("testenv: signal %v to %s: %v", sig, p.Name, err)
 	}
 }
 
@@ -293,7 +289,7 @@ func (p *Proc) Kill() {
 	p.t.Helper()
 	_ = p.Cmd.Process.Kill()
 	if _, err := p.Wait(10 * time.Second); err != nil {
-		p.t.Fatalf("chaos: %s: %v", p.Name, err)
+		p.t.Fatalf("testenv: %s: %v", p.Name, err)
 	}
 }
 
@@ -358,11 +354,11 @@ func run(t testing.TB, logged bool, env []string, stdin io.Reader, within time.D
 	err := cmd.Run()
 	name := filepath.Base(bin) + " " + strings.Join(args, " ")
 	if ctx.Err() != nil {
-		t.Fatalf("chaos: %s: still running after %v\nstdout:\n%s\nstderr:\n%s", name, within, out.String(), errOut.String())
+		t.Fatalf("testenv: %s: still running after %v\nstdout:\n%s\nstderr:\n%s", name, within, out.String(), errOut.String())
 	}
 	var exitErr *exec.ExitError
 	if err != nil && !errors.As(err, &exitErr) {
-		t.Fatalf("chaos: %s: %v", name, err)
+		t.Fatalf("testenv: %s: %v", name, err)
 	}
 	res := Result{Code: cmd.ProcessState.ExitCode(), Stdout: out.String(), Stderr: errOut.String()}
 	if !logged {
@@ -410,9 +406,9 @@ func StartRedisServer(t testing.TB) *RedisServer {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("chaos: redis-server is not installed (CI=true requires it): %v", err)
+			t.Fatalf("testenv: redis-server is not installed (CI=true requires it): %v", err)
 		}
-		t.Skipf("chaos: redis-server is not installed, so the restart test cannot run: %v", err)
+		t.Skipf("testenv: redis-server is not installed, so the restart test cannot run: %v", err)
 	}
 	port := FreePort(t)
 	r := &RedisServer{Addr: "127.0.0.1:" + strconv.Itoa(port), Port: port, bin: bin, dir: t.TempDir(), t: t}
@@ -437,10 +433,10 @@ func (r *RedisServer) Start() {
 		if err := redisPing(r.Addr); err == nil {
 			return
 		} else if time.Now().After(deadline) {
-			r.t.Fatalf("chaos: redis-server on %s does not answer PING: %v", r.Addr, err)
+			r.t.Fatalf("testenv: redis-server on %s does not answer PING: %v", r.Addr, err)
 		}
 		if r.proc.Exited() {
-			r.t.Fatalf("chaos: redis-server on %s exited at start", r.Addr)
+			r.t.Fatalf("testenv: redis-server on %s exited at start", r.Addr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -473,9 +469,10 @@ func redisPing(addr string) error {
 	return nil
 }
 
-// Eventually polls cond every 50ms until it returns true or within passes;
-// then it fails the test with what cond last said.
-func Eventually(t testing.TB, within time.Duration, what string, cond func() (bool, string)) {
+// Eventually polls cond until it reports done or within passes; then it
+// fails the test with what and the state cond last described. It is the one
+// way tests wait for a condition they cannot be told about.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() (done bool, state string)) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -484,8 +481,21 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() (bo
 			return
 		}
 		if time.Now().After(deadline) {
+			if state == "" {
+				t.Fatalf("%s: not reached within %v", what, within)
+			}
 			t.Fatalf("%s: not reached within %v: %s", what, within, state)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(pollInterval)
 	}
 }
+
+// WaitFor is Eventually for a condition with no state to report.
+func WaitFor(t testing.TB, within time.Duration, what string, ok func() bool) {
+	t.Helper()
+	Eventually(t, within, what, func() (bool, string) { return ok(), "" })
+}
+
+// pollInterval is how often Eventually looks: short next to the waits it
+// serves (hundreds of milliseconds and up), long enough not to load Redis.
+const pollInterval = 10 * time.Millisecond
