@@ -152,6 +152,14 @@ type Config struct {
 	// store the tasks asynq archived on its own (see archiveReconciler).
 	// Defaults to DefaultReconcileInterval; negative turns it off.
 	ReconcileInterval time.Duration
+	// JobWindow is how many operations of jobs per endpoint the worker's
+	// feeder keeps in the job lane (see package jobs); one worker process at
+	// a time feeds. Defaults to jobs.DefaultWindow (two seconds of work at
+	// 200 calls a second); negative runs no feeder in this process.
+	JobWindow int
+	// JobRetention is how long an ended job's summary and failures stay.
+	// Defaults to jobs.DefaultRetention.
+	JobRetention time.Duration
 	// IdlePollInterval is how often an endpoint with nothing to do looks for
 	// new tasks. Defaults to DefaultIdlePollInterval.
 	IdlePollInterval time.Duration

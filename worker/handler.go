@@ -165,7 +165,7 @@ func (w *Worker) deadLetter(ctx context.Context, log *slog.Logger, cause error, 
 		log.Error("cannot write the dead-letter store", "error", storeErr)
 		return fmt.Errorf("dead-letter store unavailable: %w (cause: %v)", storeErr, cause)
 	}
-	return fmt.Errorf("%s%v: %w", archivedErrPrefix, cause, asynq.SkipRetry)
+	return fmt.Errorf("%s%w: %w", archivedErrPrefix, cause, asynq.SkipRetry)
 }
 
 func (w *Worker) addEntries(ctx context.Context, entries []dlq.Entry) error {

@@ -19,7 +19,8 @@ func (e *throttledError) Unwrap() error { return e.err }
 // answers do not: the API said "later", not "no".
 func isFailure(err error) bool {
 	var t *throttledError
-	return !errors.As(err, &t)
+	var p *pausedError
+	return !errors.As(err, &t) && !errors.As(err, &p)
 }
 
 // backoff returns the delay before retry n (0-based): a random duration in
@@ -30,6 +31,10 @@ func (w *Worker) backoff(n int, err error) time.Duration {
 	var t *throttledError
 	if errors.As(err, &t) {
 		return w.cfg.ThrottleDelay + time.Duration(rand.Int64N(int64(w.cfg.ThrottleDelay)))
+	}
+	var p *pausedError
+	if errors.As(err, &p) {
+		return pausedDelay()
 	}
 	return equalJitter(w.cfg.RetryBase, w.cfg.RetryCap, n, rand.Int64N)
 }

@@ -45,6 +45,7 @@ import (
 
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/dlq"
+	"github.com/timq/timq/internal/jobs"
 	"github.com/timq/timq/internal/metrics"
 	"github.com/timq/timq/internal/ratelimit"
 	"github.com/timq/timq/internal/recallbatch"
@@ -59,6 +60,7 @@ type Worker struct {
 	api          *chatapi.Client
 	rdb          redis.UniversalClient
 	dlq          *dlq.Store
+	jobs         *jobs.Store
 	progress     *recallProgress
 	pacers       map[chatapi.Endpoint]ratelimit.Limiter
 	budgets      map[chatapi.Endpoint]*ratelimit.Shared // the shared budgets behind pacers; nil with LocalBudgetOnly
@@ -77,6 +79,8 @@ type Worker struct {
 	stopBg    context.CancelFunc // stops the archive reconciler
 	bgDone    chan struct{}
 	inspector *asynq.Inspector
+	// feederClient enqueues the job feeder's tasks (nil: no feeder).
+	feederClient *asynq.Client
 }
 
 // New returns a Worker for cfg. It connects to nothing until Start or Run.
@@ -116,6 +120,7 @@ func New(cfg Config) (*Worker, error) {
 		api:      api,
 		rdb:      rdb,
 		dlq:      dlq.New(rdb),
+		jobs:     jobs.NewStore(rdb, cfg.JobRetention),
 		progress: &recallProgress{rdb: rdb, ttl: DefaultRecallProgressTTL},
 		pacers:   map[chatapi.Endpoint]ratelimit.Limiter{},
 		metrics:  m,
@@ -172,6 +177,7 @@ func (w *Worker) Handler() asynq.Handler {
 		mux.Use(w.countOutcomes)
 	}
 	mux.Use(w.refuseUnknownTypes)
+	mux.Use(w.jobLane)
 	return mux
 }
 
@@ -203,7 +209,8 @@ func (w *Worker) Start() error {
 		}
 		srv := asynq.NewServerFromRedisClient(asynqRDB, asynq.Config{
 			Concurrency:              concurrency,
-			Queues:                   w.cfg.Queues[typ],
+			Queues:                   w.serveQueues(typ),
+			StrictPriority:           true,
 			RetryDelayFunc:           func(n int, err error, _ *asynq.Task) time.Duration { return w.backoff(n, err) },
 			IsFailure:                isFailure,
 			ShutdownTimeout:          w.cfg.ShutdownTimeout,
@@ -225,23 +232,35 @@ func (w *Worker) Start() error {
 	}
 	w.started = true
 	w.asynqRDB = asynqRDB
+	ctx, cancel := context.WithCancel(context.Background())
+	w.stopBg, w.bgDone = cancel, make(chan struct{})
+	var bg sync.WaitGroup
 	if w.cfg.ReconcileInterval > 0 {
 		w.inspector = asynq.NewInspector(w.cfg.Redis)
 		var queues []string
-		for _, qs := range w.cfg.Queues {
-			for q := range qs {
+		for _, typ := range tasks.Types() {
+			for q := range w.serveQueues(typ) {
 				queues = append(queues, q)
 			}
 		}
 		rec := &archiveReconciler{rdb: w.rdb, insp: w.inspector, store: w.dlq, queues: queues,
 			onAdd: func(e dlq.Entry) {
 				w.metrics.DeadLetterAdded(e.Type, e.Reason)
+				w.jobDeadLettered(e)
 				w.log.Error("dead-lettered", "dlq_id", e.ID, "task_type", e.Type, "queue", e.Queue, "reason", e.Reason, "info", e.Info)
 			}}
-		ctx, cancel := context.WithCancel(context.Background())
-		w.stopBg, w.bgDone = cancel, make(chan struct{})
-		go func() { defer close(w.bgDone); w.runReconciler(ctx, rec, w.cfg.ReconcileInterval) }()
+		bg.Add(1)
+		go func() { defer bg.Done(); w.runReconciler(ctx, rec, w.cfg.ReconcileInterval) }()
 	}
+	if w.cfg.JobWindow >= 0 {
+		w.feederClient = asynq.NewClientFromRedisClient(w.rdb)
+		feeder := jobs.NewFeeder(w.jobs, w.feederClient, jobs.FeederOptions{
+			Window: w.cfg.JobWindow, MaxRetry: w.cfg.MaxRetry, Logger: w.log.With("component", "job-feeder"),
+		})
+		bg.Add(1)
+		go func() { defer bg.Done(); feeder.Run(ctx) }()
+	}
+	go func() { bg.Wait(); close(w.bgDone) }()
 	w.log.Info("worker started", "rate", w.cfg.Rate, "shared_budget", !w.cfg.LocalBudgetOnly, "concurrency", w.cfg.Concurrency, "max_retry", w.cfg.MaxRetry)
 	return nil
 }
@@ -294,7 +313,12 @@ func (w *Worker) Shutdown() {
 	if stopBg != nil {
 		stopBg()
 		<-bgDone
-		_ = insp.Close()
+		if insp != nil {
+			_ = insp.Close()
+		}
+		if w.feederClient != nil {
+			_ = w.feederClient.Close()
+		}
 	}
 	if len(servers) > 0 {
 		args := []any{}

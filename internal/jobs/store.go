@@ -1,0 +1,571 @@
+// Package jobs stores bulk jobs in Redis and feeds their operations into
+// asynq a window at a time.
+//
+// # Layout
+//
+// A job's keys share the hash tag {ID}, so a Redis Cluster keeps them on one
+// node and the scripts below may touch them together:
+//
+//	timq:job:{ID}                 hash: name, state, weight, times and counts
+//	timq:job:{ID}:ops:ENDPOINT    list: the payload JSON of each operation
+//	timq:job:{ID}:done:ENDPOINT   bitmap: operation i has been counted
+//	timq:job:{ID}:failures        list: JSON of each dead-lettered operation
+//	timq:jobs                     sorted set: every job ID by creation time
+//	timq:jobs:active              set: the jobs that have not ended
+//
+// The operations wait in the compact lists, not as asynq tasks: a task is
+// made for an operation only when the feeder puts it into the job lane, a
+// few seconds of work ahead of the API (see Feeder). The task's ID names its
+// job, endpoint and index ("job:ID:ENDPOINT:INDEX"), which makes feeding
+// idempotent (asynq refuses a second task with an ID it holds) and lets the
+// worker count an operation once, however often it runs: the done bitmap's
+// bit is set in the same script that moves the counts.
+//
+// # Counts
+//
+// total = waiting + in flight + applied + dead-lettered + cancelled at any
+// moment, where "in flight" is fed and not yet counted. The job ends when
+// applied + dead-lettered + cancelled = total; its operation lists and
+// bitmaps are then deleted and the hash and failures expire after the
+// retention.
+package jobs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/timq/timq/tasks"
+)
+
+// States of a job.
+const (
+	StateQueued    = "queued"    // created, nothing fed yet
+	StateRunning   = "running"   // being fed
+	StatePaused    = "paused"    // not fed; its tasks in the lane wait
+	StateCancelled = "cancelled" // no further operation reaches the API
+	StateDone      = "done"      // every operation applied or dead-lettered
+)
+
+// DefaultRetention is how long an ended job's summary and failures stay.
+const DefaultRetention = 30 * 24 * time.Hour
+
+// Endpoints names the job lists' endpoints, in the order clear, recall,
+// modify; they are the task types without the "timq:" prefix.
+var Endpoints = []string{"clear", "recall", "modify"}
+
+// endpointOf returns the endpoint name of a task type, or "".
+func endpointOf(taskType string) string {
+	switch taskType {
+	case tasks.TypeClear:
+		return "clear"
+	case tasks.TypeRecall:
+		return "recall"
+	case tasks.TypeModify:
+		return "modify"
+	}
+	return ""
+}
+
+// TypeOf returns the task type of an endpoint name.
+func TypeOf(endpoint string) string { return "timq:" + endpoint }
+
+// LaneQueue returns the job lane's queue of a task type: the worker serves
+// it after every interactive queue of the same endpoint.
+func LaneQueue(taskType string) string { return "timq-job-" + endpointOf(taskType) }
+
+func jobKey(id string) string      { return "timq:job:{" + id + "}" }
+func opsKey(id, ep string) string  { return jobKey(id) + ":ops:" + ep }
+func doneKey(id, ep string) string { return jobKey(id) + ":done:" + ep }
+func failuresKey(id string) string { return jobKey(id) + ":failures" }
+func taskID(id, ep string, i int64) string {
+	return "job:" + id + ":" + ep + ":" + strconv.FormatInt(i, 10)
+}
+
+const (
+	allJobsKey    = "timq:jobs"
+	activeJobsKey = "timq:jobs:active"
+)
+
+// ErrNotFound is returned for an unknown job ID.
+var ErrNotFound = errors.New("no such job")
+
+// ErrEnded is returned by Pause, Resume and Cancel for a job that ended.
+var ErrEnded = errors.New("the job has ended")
+
+// Counts are a job's operation counts. Total = Waiting + InFlight + Applied
+// + DeadLettered + Cancelled.
+type Counts struct {
+	Total        int64 `json:"total"`
+	Waiting      int64 `json:"waiting"`
+	InFlight     int64 `json:"in_flight"`
+	Applied      int64 `json:"applied"`
+	DeadLettered int64 `json:"dead_lettered"`
+	Cancelled    int64 `json:"cancelled"`
+}
+
+// Job is a job's summary.
+type Job struct {
+	ID       string            `json:"id"`
+	Name     string            `json:"name,omitempty"`
+	State    string            `json:"state"`
+	Weight   int               `json:"weight"`
+	Created  time.Time         `json:"created"`
+	Ended    *time.Time        `json:"ended,omitempty"`
+	Counts   Counts            `json:"counts"`
+	ByType   map[string]Counts `json:"by_type"`
+	Finished bool              `json:"finished"`
+}
+
+// Failure is one dead-lettered operation of a job: Op and the payload's
+// fields form a line `timq bulk` takes again.
+type Failure struct {
+	Op      string          `json:"op"`
+	Payload json.RawMessage `json:"payload"`
+	Code    int             `json:"code,omitempty"`
+	Info    string          `json:"info,omitempty"`
+	TaskID  string          `json:"task_id"`
+}
+
+// Store reads and writes jobs.
+type Store struct {
+	rdb       redis.UniversalClient
+	retention time.Duration
+	now       func() time.Time
+}
+
+// NewStore returns a Store on rdb. retention <= 0 means DefaultRetention.
+func NewStore(rdb redis.UniversalClient, retention time.Duration) *Store {
+	if retention <= 0 {
+		retention = DefaultRetention
+	}
+	return &Store{rdb: rdb, retention: retention, now: time.Now}
+}
+
+// NewID returns a new job ID: time-ordered, 20 characters.
+func NewID(now time.Time) string {
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return strconv.FormatInt(now.UnixMilli(), 36) + hex.EncodeToString(b[:])
+}
+
+// CheckID returns an error unless id could be a job ID.
+func CheckID(id string) error {
+	if id == "" || len(id) > 64 || strings.ContainsAny(id, "{}: \t\r\n") {
+		return fmt.Errorf("job ID %q is not one timq makes", id)
+	}
+	return nil
+}
+
+// Writer adds a new job's operations. Close makes the job visible to the
+// feeder; a Writer that is not closed leaves no job behind once Abort runs.
+type Writer struct {
+	s       *Store
+	id      string
+	name    string
+	weight  int
+	buf     map[string][]any
+	total   map[string]int64
+	created time.Time
+	closed  bool
+}
+
+// writerFlush is how many operations of an endpoint a Writer sends at once.
+const writerFlush = 2000
+
+// Create starts a new job. weight (at least 1) is its share of the job lane
+// against other running jobs.
+func (s *Store) Create(name string, weight int) (*Writer, error) {
+	if weight < 1 {
+		return nil, fmt.Errorf("jobs: the weight must be at least 1, got %d", weight)
+	}
+	now := s.now()
+	return &Writer{s: s, id: NewID(now), name: name, weight: weight, buf: map[string][]any{}, total: map[string]int64{}, created: now}, nil
+}
+
+// ID returns the job's ID.
+func (w *Writer) ID() string { return w.id }
+
+// Add appends one operation. The payload must be valid.
+func (w *Writer) Add(ctx context.Context, p tasks.Payload) error {
+	if w.closed {
+		return errors.New("jobs: Add after Close")
+	}
+	ep := endpointOf(p.TaskType())
+	if ep == "" {
+		return fmt.Errorf("jobs: unknown task type %q", p.TaskType())
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("jobs: encode %s: %w", p.TaskType(), err)
+	}
+	w.buf[ep] = append(w.buf[ep], b)
+	w.total[ep]++
+	if len(w.buf[ep]) >= writerFlush {
+		return w.flush(ctx, ep)
+	}
+	return nil
+}
+
+func (w *Writer) flush(ctx context.Context, ep string) error {
+	if len(w.buf[ep]) == 0 {
+		return nil
+	}
+	if err := w.s.rdb.RPush(ctx, opsKey(w.id, ep), w.buf[ep]...).Err(); err != nil {
+		return fmt.Errorf("jobs: store operations: %w", err)
+	}
+	w.buf[ep] = w.buf[ep][:0]
+	return nil
+}
+
+// Close stores the rest and the job's hash and makes it active. A job with
+// no operation is refused.
+func (w *Writer) Close(ctx context.Context) (Job, error) {
+	if w.closed {
+		return Job{}, errors.New("jobs: Close twice")
+	}
+	var total int64
+	for _, ep := range Endpoints {
+		if err := w.flush(ctx, ep); err != nil {
+			return Job{}, err
+		}
+		total += w.total[ep]
+	}
+	if total == 0 {
+		w.Abort(ctx)
+		return Job{}, errors.New("jobs: a job needs at least one operation")
+	}
+	w.closed = true
+	fields := map[string]any{
+		"name": w.name, "state": StateQueued, "weight": w.weight,
+		"created_ms": w.created.UnixMilli(), "total": total,
+	}
+	for _, ep := range Endpoints {
+		fields["total:"+ep] = w.total[ep]
+	}
+	_, err := w.s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, jobKey(w.id), fields)
+		return nil
+	})
+	if err == nil {
+		_, err = w.s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.ZAdd(ctx, allJobsKey, redis.Z{Score: float64(w.created.UnixMilli()), Member: w.id})
+			p.SAdd(ctx, activeJobsKey, w.id)
+			return nil
+		})
+	}
+	if err != nil {
+		return Job{}, fmt.Errorf("jobs: store job: %w", err)
+	}
+	return w.s.Get(ctx, w.id)
+}
+
+// Abort deletes what a Writer stored; use it when the producer gives up.
+func (w *Writer) Abort(ctx context.Context) {
+	if w.closed {
+		return
+	}
+	w.closed = true
+	keys := []string{}
+	for _, ep := range Endpoints {
+		keys = append(keys, opsKey(w.id, ep))
+	}
+	_ = w.s.rdb.Del(context.WithoutCancel(ctx), keys...).Err()
+}
+
+// Get returns a job's summary, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (Job, error) {
+	if err := CheckID(id); err != nil {
+		return Job{}, fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	h, err := s.rdb.HGetAll(ctx, jobKey(id)).Result()
+	if err != nil {
+		return Job{}, fmt.Errorf("jobs: read job %s: %w", id, err)
+	}
+	if len(h) == 0 {
+		return Job{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return parseJob(id, h), nil
+}
+
+func parseJob(id string, h map[string]string) Job {
+	n := func(k string) int64 { v, _ := strconv.ParseInt(h[k], 10, 64); return v }
+	j := Job{ID: id, Name: h["name"], State: h["state"], Weight: int(n("weight")), Created: time.UnixMilli(n("created_ms")).UTC(), ByType: map[string]Counts{}}
+	if e := n("ended_ms"); e > 0 {
+		t := time.UnixMilli(e).UTC()
+		j.Ended, j.Finished = &t, true
+	}
+	for _, ep := range Endpoints {
+		c := Counts{
+			Total: n("total:" + ep), Applied: n("applied:" + ep), DeadLettered: n("dead:" + ep), Cancelled: n("cancelled:" + ep),
+		}
+		fed, fin := n("fed:"+ep), n("fin:"+ep)
+		c.InFlight = max(0, fed-fin)
+		if j.State == StateCancelled {
+			c.InFlight = max(0, min(fed, n("cancel_from:"+ep))-fin)
+		}
+		c.Waiting = max(0, c.Total-c.InFlight-c.Applied-c.DeadLettered-c.Cancelled)
+		j.ByType[TypeOf(ep)] = c
+		j.Counts.Total += c.Total
+		j.Counts.Waiting += c.Waiting
+		j.Counts.InFlight += c.InFlight
+		j.Counts.Applied += c.Applied
+		j.Counts.DeadLettered += c.DeadLettered
+		j.Counts.Cancelled += c.Cancelled
+	}
+	return j
+}
+
+// List returns the jobs, newest first, at most limit (0: all).
+func (s *Store) List(ctx context.Context, limit int) ([]Job, error) {
+	stop := int64(-1)
+	if limit > 0 {
+		stop = int64(limit - 1)
+	}
+	ids, err := s.rdb.ZRevRange(ctx, allJobsKey, 0, stop).Result()
+	if err != nil {
+		return nil, fmt.Errorf("jobs: list: %w", err)
+	}
+	out := make([]Job, 0, len(ids))
+	for _, id := range ids {
+		j, err := s.Get(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			_ = s.rdb.ZRem(ctx, allJobsKey, id).Err() // expired after its retention
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
+	return out, nil
+}
+
+// Failures returns the dead-lettered operations of a job, in the order they
+// failed.
+func (s *Store) Failures(ctx context.Context, id string) ([]Failure, error) {
+	if _, err := s.Get(ctx, id); err != nil {
+		return nil, err
+	}
+	raw, err := s.rdb.LRange(ctx, failuresKey(id), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("jobs: read failures: %w", err)
+	}
+	out := make([]Failure, 0, len(raw))
+	for _, r := range raw {
+		var f Failure
+		if json.Unmarshal([]byte(r), &f) == nil {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// Pause stops feeding the job; its tasks already in the lane wait without
+// reaching the API until Resume.
+func (s *Store) Pause(ctx context.Context, id string) (Job, error) {
+	return s.setState(ctx, id, StatePaused)
+}
+
+// Resume feeds a paused job again.
+func (s *Store) Resume(ctx context.Context, id string) (Job, error) {
+	return s.setState(ctx, id, StateRunning)
+}
+
+func (s *Store) setState(ctx context.Context, id, state string) (Job, error) {
+	if _, err := s.Get(ctx, id); err != nil {
+		return Job{}, err
+	}
+	r, err := setStateScript.Run(ctx, s.rdb, []string{jobKey(id)}, state).Int()
+	if err != nil {
+		return Job{}, fmt.Errorf("jobs: %s: %w", state, err)
+	}
+	if r == 0 {
+		j, _ := s.Get(ctx, id)
+		return j, fmt.Errorf("%w: %s is %s", ErrEnded, id, j.State)
+	}
+	return s.Get(ctx, id)
+}
+
+var setStateScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'state')
+if st == false or st == 'done' or st == 'cancelled' then return 0 end
+if ARGV[1] == 'running' and st == 'queued' then return 1 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1])
+return 1`)
+
+// Cancel stops the job: no further operation reaches the API, those already
+// sent finish and are counted as they end.
+func (s *Store) Cancel(ctx context.Context, id string) (Job, error) {
+	if _, err := s.Get(ctx, id); err != nil {
+		return Job{}, err
+	}
+	r, err := cancelScript.Run(ctx, s.rdb, s.opKeys(id), s.now().UnixMilli(), int64(s.retention/time.Second)).Int()
+	if err != nil {
+		return Job{}, fmt.Errorf("jobs: cancel: %w", err)
+	}
+	j, gerr := s.Get(ctx, id)
+	if r == 0 {
+		return j, fmt.Errorf("%w: %s is %s", ErrEnded, id, j.State)
+	}
+	return j, gerr
+}
+
+// maybeEnd is Lua shared by the scripts that move counts: KEYS[1] the job
+// hash, KEYS[2] its failures, KEYS[3..8] ops and done keys; now and ttl.
+const maybeEnd = `
+local function maybe_end(now, ttl)
+  local t = redis.call('HMGET', KEYS[1], 'total', 'applied', 'dead', 'cancelled', 'state')
+  if tonumber(t[2] or 0) + tonumber(t[3] or 0) + tonumber(t[4] or 0) < tonumber(t[1]) then return 0 end
+  if t[5] ~= 'cancelled' then redis.call('HSET', KEYS[1], 'state', 'done') end
+  redis.call('HSET', KEYS[1], 'ended_ms', now)
+  for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+  return 1
+end
+`
+
+var cancelScript = redis.NewScript(maybeEnd + `
+local st = redis.call('HGET', KEYS[1], 'state')
+if st == false or st == 'done' or st == 'cancelled' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'cancelled')
+for _, ep in ipairs({'clear', 'recall', 'modify'}) do
+  local total = tonumber(redis.call('HGET', KEYS[1], 'total:' .. ep) or 0)
+  local fed = tonumber(redis.call('HGET', KEYS[1], 'fed:' .. ep) or 0)
+  redis.call('HSET', KEYS[1], 'cancel_from:' .. ep, fed)
+  if total > fed then
+    redis.call('HINCRBY', KEYS[1], 'cancelled:' .. ep, total - fed)
+    redis.call('HINCRBY', KEYS[1], 'cancelled', total - fed)
+  end
+end
+maybe_end(ARGV[1], ARGV[2])
+return 1`)
+
+// Outcome is how a job's operation ended.
+type Outcome string
+
+// Outcomes of an operation.
+const (
+	Applied      Outcome = "applied"
+	DeadLettered Outcome = "dead"
+	Cancelled    Outcome = "cancelled"
+)
+
+// Op identifies a job's operation from its task ID.
+type Op struct {
+	Job      string
+	Endpoint string
+	Index    int64
+}
+
+// ParseTaskID returns the operation a job lane task ID names, or false for
+// any other task.
+func ParseTaskID(id string) (Op, bool) {
+	rest, ok := strings.CutPrefix(id, "job:")
+	if !ok {
+		return Op{}, false
+	}
+	parts := strings.Split(rest, ":")
+	if len(parts) != 3 || endpointOf(TypeOf(parts[1])) == "" {
+		return Op{}, false
+	}
+	i, err := strconv.ParseInt(parts[2], 10, 64)
+	if err != nil || i < 0 {
+		return Op{}, false
+	}
+	return Op{Job: parts[0], Endpoint: parts[1], Index: i}, true
+}
+
+// doneKeyIndex is the 1-based index in opKeys of an endpoint's bitmap.
+func doneKeyIndex(ep string) int {
+	for i, e := range Endpoints {
+		if e == ep {
+			return 4 + 2*i
+		}
+	}
+	return 0
+}
+
+func (s *Store) opKeys(id string) []string {
+	keys := []string{jobKey(id), failuresKey(id)}
+	for _, ep := range Endpoints {
+		keys = append(keys, opsKey(id, ep), doneKey(id, ep))
+	}
+	return keys
+}
+
+// Decision is what the worker does with a job's task when it starts.
+type Decision int
+
+// Decisions of Begin.
+const (
+	Run  Decision = iota // make the call
+	Skip                 // counted already, or the job is gone: do nothing
+	Wait                 // paused: hand the task back for later
+	Drop                 // cancelled: count it cancelled, make no call
+)
+
+// Begin tells the worker what to do with op's task.
+func (s *Store) Begin(ctx context.Context, op Op) (Decision, error) {
+	r, err := beginScript.Run(ctx, s.rdb, []string{jobKey(op.Job), doneKey(op.Job, op.Endpoint)}, op.Endpoint, op.Index).Int()
+	if err != nil {
+		return Run, fmt.Errorf("jobs: read job %s: %w", op.Job, err)
+	}
+	return Decision(r), nil
+}
+
+var beginScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'state')
+if st == false or st == 'done' then return 1 end
+if redis.call('GETBIT', KEYS[2], ARGV[2]) == 1 then return 1 end
+if st == 'paused' then return 2 end
+if st == 'cancelled' then
+  local from = tonumber(redis.call('HGET', KEYS[1], 'cancel_from:' .. ARGV[1]) or 0)
+  if tonumber(ARGV[2]) >= from then return 1 end
+  return 3
+end
+return 0`)
+
+// Finish counts op's outcome once; a failure is recorded with the job.
+// It reports whether this call counted it.
+func (s *Store) Finish(ctx context.Context, op Op, outcome Outcome, f *Failure) (bool, error) {
+	var fj string
+	if f != nil {
+		b, _ := json.Marshal(f)
+		fj = string(b)
+	}
+	ctx = context.WithoutCancel(ctx)
+	r, err := finishScript.Run(ctx, s.rdb, s.opKeys(op.Job), op.Endpoint, op.Index, string(outcome), fj,
+		s.now().UnixMilli(), int64(s.retention/time.Second), doneKeyIndex(op.Endpoint)).Int()
+	if err != nil {
+		return false, fmt.Errorf("jobs: count %s of job %s: %w", outcome, op.Job, err)
+	}
+	return r == 1, nil
+}
+
+var finishScript = redis.NewScript(maybeEnd + `
+local st = redis.call('HGET', KEYS[1], 'state')
+if st == false or st == 'done' then return 0 end
+local ep, idx, outcome = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+if st == 'cancelled' then
+  local from = tonumber(redis.call('HGET', KEYS[1], 'cancel_from:' .. ep) or 0)
+  if idx >= from then return 0 end
+end
+local done = KEYS[tonumber(ARGV[7])]
+if redis.call('GETBIT', done, idx) == 1 then return 0 end
+redis.call('SETBIT', done, idx, 1)
+redis.call('HINCRBY', KEYS[1], 'fin:' .. ep, 1)
+redis.call('HINCRBY', KEYS[1], outcome .. ':' .. ep, 1)
+redis.call('HINCRBY', KEYS[1], outcome, 1)
+if ARGV[4] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[4]) end
+maybe_end(ARGV[5], ARGV[6])
+return 1`)

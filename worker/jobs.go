@@ -1,0 +1,98 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/timq/timq/internal/dlq"
+	"github.com/timq/timq/internal/jobs"
+)
+
+// Jobs' operations run in a lane of their own per endpoint (jobs.LaneQueue),
+// which the endpoint's server serves after every interactive queue (asynq's
+// strict priority): an operation enqueued one by one never waits behind a
+// job's backlog, only behind the few job tasks already running. The feeder
+// keeps the lane a few seconds of work deep, so a paused or cancelled job
+// stops within that and the lane's order gives running jobs their shares.
+
+// serveQueues returns the queues the server of a task type consumes, with
+// asynq priorities: the configured queues above the job lane, in their
+// configured order.
+func (w *Worker) serveQueues(typ string) map[string]int {
+	out := map[string]int{jobs.LaneQueue(typ): 1}
+	for q, prio := range w.cfg.Queues[typ] {
+		out[q] = prio + 1
+	}
+	return out
+}
+
+// pausedError hands a task of a paused job back to asynq without using an
+// attempt (see isFailure); it comes back after jobPausedRecheck.
+type pausedError struct{ job string }
+
+func (e *pausedError) Error() string { return "job " + e.job + " is paused" }
+
+// jobPausedRecheck is how long a paused job's task waits before it looks
+// again: resume takes effect within about that.
+const jobPausedRecheck = 500 * time.Millisecond
+
+// jobLane runs a job lane task: it asks the job store whether the
+// operation still runs, and counts its outcome once when it ends.
+func (w *Worker) jobLane(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		op, ok := jobs.ParseTaskID(id)
+		if !ok {
+			return next.ProcessTask(ctx, t)
+		}
+		d, err := w.jobs.Begin(ctx, op)
+		if err != nil {
+			return err // Redis trouble: retried
+		}
+		switch d {
+		case jobs.Skip:
+			return nil
+		case jobs.Wait:
+			return &pausedError{job: op.Job}
+		case jobs.Drop:
+			_, err := w.jobs.Finish(ctx, op, jobs.Cancelled, nil)
+			return err
+		}
+		err = next.ProcessTask(ctx, t)
+		switch {
+		case err == nil:
+			if _, ferr := w.jobs.Finish(ctx, op, jobs.Applied, nil); ferr != nil {
+				w.log.Error("cannot count a job's operation", "task_id", id, "error", ferr)
+			}
+		case errors.Is(err, asynq.SkipRetry):
+			f := &jobs.Failure{Op: op.Endpoint, Payload: t.Payload(), Code: codeOf(err), TaskID: id,
+				Info: strings.TrimPrefix(err.Error(), archivedErrPrefix)}
+			if _, ferr := w.jobs.Finish(ctx, op, jobs.DeadLettered, f); ferr != nil {
+				w.log.Error("cannot count a job's operation", "task_id", id, "error", ferr)
+			}
+		}
+		return err
+	})
+}
+
+// jobDeadLettered counts a job's operation that the archive reconciler
+// dead-lettered (asynq archived it on its own).
+func (w *Worker) jobDeadLettered(e dlq.Entry) {
+	op, ok := jobs.ParseTaskID(e.TaskID)
+	if !ok {
+		return
+	}
+	f := &jobs.Failure{Op: op.Endpoint, Payload: e.Payload, Code: e.Code, Info: e.Info, TaskID: e.TaskID}
+	if _, err := w.jobs.Finish(context.Background(), op, jobs.DeadLettered, f); err != nil {
+		w.log.Error("cannot count a job's operation", "task_id", e.TaskID, "error", err)
+	}
+}
+
+func pausedDelay() time.Duration {
+	return jobPausedRecheck + time.Duration(rand.Int64N(int64(jobPausedRecheck)))
+}
