@@ -17,24 +17,32 @@ import (
 
 const bulkUsage = `[flags] FILE
 
-Validates every line of FILE ('-' for stdin), then queues the operations.
-Each line is the JSON body of the Tencent request plus "op":
+Validates every line of FILE ('-' for stdin), then stores the operations as
+a job and prints its ID. Each line is the JSON body of the Tencent request
+plus "op":
   {"op":"recall","GroupId":"@TGS#2J4SZEAEL","MsgSeqList":[{"MsgSeq":100},{"MsgSeq":101}]}
   {"op":"clear","GroupId":"@TGS#2J4SZEAEL","MsgSeq":120}
   {"op":"modify","GroupId":"@TGS#2J4SZEAEL","MsgSeq":7,"CloudCustomData":"x"}
 Blank lines and lines starting with # are skipped. Unknown fields are errors.
-A recall may list any number of messages; it is split into tasks of 10.
+A recall may list any number of messages; it is split into operations of 10.
 
 Bad lines are reported on stderr by number and field (the first 100, then a
-count), and then NOTHING is queued unless --skip-invalid is given. Lines are
-queued by several goroutines, so tasks from different lines may be queued,
-and run, in a different order than the file's. An identical clear or modify
-already waiting is counted as a duplicate, not queued again.
+count), and then NOTHING is queued unless --skip-invalid is given. A job is
+stored whole or not at all: workers see it only once every line is in.
 
-A summary goes to stdout: lines read, tasks queued, lines rejected,
-duplicates, and the time the work takes at TIMQ_RATE (default 200) calls/s
-per endpoint. Exit status 1 when lines were rejected without --skip-invalid.
-Redis comes from TIMQ_REDIS_URL.
+The job's operations run in the job lane: after every operation queued one
+by one (timq enqueue, the Go API), sharing the rest with other running jobs
+by --priority. timq jobs shows, pauses, resumes and cancels it; --wait stays
+attached with a progress bar until it ends.
+
+--tasks queues each operation as a task of its own in the interactive
+queues instead (no job): then an identical clear or modify already waiting
+is counted as a duplicate, and --queue, --no-dedup and --retention apply.
+
+A summary goes to stdout: lines read, operations queued, lines rejected, and
+the time the work takes at TIMQ_RATE (default 200) calls/s per endpoint.
+Exit status 1 when lines were rejected without --skip-invalid. Redis comes
+from TIMQ_REDIS_URL.
 
 ` + replicasHelp + `
 The run then stops: lines not yet queued are not tried.`
@@ -43,9 +51,15 @@ The run then stops: lines not yet queued are not tried.`
 func runBulk(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "bulk", bulkUsage)
 	var (
-		opts   bulk.Options
-		asJSON bool
+		opts                  bulk.Options
+		asJSON, asTasks, wait bool
+		name                  string
+		priority              int
 	)
+	fs.BoolVar(&asTasks, "tasks", false, "queue each operation as its own task in the interactive queues, not as a job")
+	fs.StringVar(&name, "name", "", "the job's `name`, shown by timq jobs ls")
+	fs.IntVar(&priority, "priority", 1, "the job's weight against other running jobs (1 to 100): a job of 2 gets twice the calls of a job of 1")
+	fs.BoolVar(&wait, "wait", false, "stay attached with a progress bar until the job ends; exit 1 if operations were dead-lettered")
 	fs.BoolVar(&opts.SkipInvalid, "skip-invalid", false, "queue the valid lines of a file that has bad ones")
 	fs.BoolVar(&opts.DryRun, "dry-run", false, "validate and count only; queue nothing")
 	fs.StringVar(&opts.Queue, "queue", "", "queue every task to this `name` (default: each operation's own queue); a worker takes tasks from it only when started with --queues OP:NAME=PRIORITY for each operation in the file")
@@ -64,6 +78,22 @@ func runBulk(ctx context.Context, env *Env, args []string) error {
 		return UsageError("missing FILE (a path, or - for stdin)")
 	case len(files) > 1:
 		return UsageError("unexpected argument %q: give one FILE", files[1])
+	}
+	if !asTasks {
+		for _, f := range []string{"queue", "no-dedup", "retention"} {
+			if flagGiven(fs, f) {
+				return UsageError("--%s applies to --tasks only: a job's operations go to the job lane", f)
+			}
+		}
+	} else {
+		for _, f := range []string{"name", "priority", "wait"} {
+			if flagGiven(fs, f) {
+				return UsageError("--%s applies to jobs only, not with --tasks", f)
+			}
+		}
+	}
+	if priority < 1 || priority > 100 {
+		return UsageError("--priority must be from 1 to 100, got %d", priority)
 	}
 	if opts.Queue != "" {
 		if err := tasks.CheckName(opts.Queue); err != nil {
@@ -87,6 +117,10 @@ func runBulk(ctx context.Context, env *Env, args []string) error {
 	defer closeIn()
 
 	var q bulk.Enqueuer = noEnqueuer{}
+	var (
+		jw       *enqueue.JobWriter
+		jobStore *enqueue.JobStore
+	)
 	display := ""
 	replicas := 0
 	if !opts.DryRun {
@@ -100,17 +134,54 @@ func runBulk(ctx context.Context, env *Env, args []string) error {
 		}
 		defer c.Close()
 		q, display, replicas = c, rc.Display, n
+		if !asTasks {
+			w, err := c.NewJob(enqueue.JobName(name), enqueue.JobWeight(priority))
+			if err != nil {
+				return err
+			}
+			jw = w
+			if jobStore, err = c.Jobs(); err != nil {
+				return err
+			}
+			defer jw.Abort(context.WithoutCancel(ctx)) // a no-op once closed
+			q = jobEnqueuer{jw}
+		}
 	}
 
 	s, runErr := bulk.Run(ctx, in, q, opts)
+	var job *enqueue.Job
+	if jw != nil && runErr == nil {
+		j, err := jw.Close(ctx)
+		if err != nil {
+			runErr = err
+		} else {
+			job = &j
+		}
+	}
 	if asJSON {
-		b, err := json.Marshal(s)
+		b, err := json.Marshal(struct {
+			*bulk.Summary
+			Job *enqueue.Job `json:"job,omitempty"`
+		}{s, job})
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(env.Stdout, "%s\n", b)
 	} else {
 		printBulkSummary(env.Stdout, s, opts.SkipInvalid)
+		if job != nil {
+			fmt.Fprintf(env.Stdout, "job:            %s (timq jobs show %s)\n", job.ID, job.ID)
+		}
+	}
+	if job != nil && wait {
+		j, err := watchJob(ctx, env, jobStore, job.ID)
+		if err != nil {
+			return err
+		}
+		printJob(env.Stdout, j)
+		if j.Counts.DeadLettered > 0 {
+			return fmt.Errorf("job %s: %d operations dead-lettered (timq jobs failures %s)", j.ID, j.Counts.DeadLettered, j.ID)
+		}
 	}
 	switch {
 	case errors.Is(runErr, bulk.ErrRejected):
@@ -148,6 +219,22 @@ func openBulkInput(env *Env, name string) (io.ReadSeeker, func(), error) {
 		return nil, nil, fmt.Errorf("spool stdin: %w", err)
 	}
 	return f, done, nil
+}
+
+// jobEnqueuer adds bulk's operations to a job instead of queueing tasks.
+type jobEnqueuer struct{ w *enqueue.JobWriter }
+
+func (j jobEnqueuer) Enqueue(ctx context.Context, p tasks.Payload, _ ...enqueue.Option) ([]string, error) {
+	parts, err := enqueue.Split(p)
+	if err != nil {
+		return nil, err
+	}
+	for _, part := range parts {
+		if err := j.w.Add(ctx, part); err != nil {
+			return nil, err
+		}
+	}
+	return make([]string, len(parts)), nil
 }
 
 // noEnqueuer is used by --dry-run, which never enqueues.

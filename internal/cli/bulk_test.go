@@ -59,7 +59,7 @@ estimated time: 1s at 200 calls/s per endpoint
 func TestBulkSkipInvalidJSON(t *testing.T) {
 	t.Parallel()
 	f := newEnqFixture(t)
-	code, out, errOut := f.run(t, "", "bulk", "--skip-invalid", "--json", writeBulkFile(t, bulkFile))
+	code, out, errOut := f.run(t, "", "bulk", "--tasks", "--skip-invalid", "--json", writeBulkFile(t, bulkFile))
 	if code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
@@ -92,7 +92,7 @@ func TestBulkStdinDuplicatesAndRate(t *testing.T) {
 	for i := range 10 {
 		fmt.Fprintf(&in, `{"op":"clear","GroupId":"@TGS#%d"}`+"\n", i%4) // 6 duplicates
 	}
-	code, out, errOut := f.run(t, in.String(), "bulk", "--queue", "bulk-q", "-")
+	code, out, errOut := f.run(t, in.String(), "bulk", "--tasks", "--queue", "bulk-q", "-")
 	if code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
@@ -110,7 +110,7 @@ estimated time: 2s at 2 calls/s per endpoint
 	}
 
 	// --retention reaches every task; a negative one is refused.
-	code, out, errOut = f.run(t, `{"op":"clear","GroupId":"@TGS#kept"}`+"\n", "bulk", "--queue", "bulk-r", "--retention", "0s", "--json", "-")
+	code, out, errOut = f.run(t, `{"op":"clear","GroupId":"@TGS#kept"}`+"\n", "bulk", "--tasks", "--queue", "bulk-r", "--retention", "0s", "--json", "-")
 	if code != 0 {
 		t.Fatalf("--retention 0s: exit %d, stderr %q", code, errOut)
 	}
@@ -118,7 +118,7 @@ estimated time: 2s at 2 calls/s per endpoint
 	if err != nil || len(pending) != 1 || pending[0].Retention != 0 {
 		t.Errorf("--retention 0s: pending %+v, %v; want one task with no retention", pending, err)
 	}
-	if code, _, errOut = f.run(t, "", "bulk", "--retention", "-1s", "-"); code != 2 || !strings.Contains(errOut, "--retention: must be 0 or at least 1s, got -1s") {
+	if code, _, errOut = f.run(t, "", "bulk", "--tasks", "--retention", "-1s", "-"); code != 2 || !strings.Contains(errOut, "--retention: must be 0 or at least 1s, got -1s") {
 		t.Errorf("--retention -1s: exit %d, stderr %q; want 2 naming --retention", code, errOut)
 	}
 }
@@ -147,7 +147,7 @@ func TestBulkUsageErrors(t *testing.T) {
 		{[]string{"bulk"}, 2, "timq bulk: missing FILE (a path, or - for stdin)\n"},
 		{[]string{"bulk", "a", "b"}, 2, "timq bulk: unexpected argument \"b\": give one FILE\n"},
 		{[]string{"bulk", "--nope", "a"}, 2, "timq bulk: flag provided but not defined: -nope\n"},
-		{[]string{"bulk", "--queue", " ", "a"}, 2, "timq bulk: --queue: the queue name must not be blank\n"},
+		{[]string{"bulk", "--tasks", "--queue", " ", "a"}, 2, "timq bulk: --queue: the queue name must not be blank\n"},
 		{[]string{"bulk", filepath.Join(t.TempDir(), "missing.jsonl")}, 1, "no such file or directory"},
 	} {
 		code, _, errOut := f.run(t, "", tc.args...)

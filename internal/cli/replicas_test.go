@@ -52,7 +52,7 @@ func TestEnqueueReplicasUnmetFailsNamingTheSetting(t *testing.T) {
 		f.task(t, tasks.QueueModify, ids[0])
 	}
 
-	code, _, errOut = f.runWithin(t, 3*time.Second, `{"op":"clear","GroupId":"g"}`+"\n", "bulk", "-")
+	code, _, errOut = f.runWithin(t, 3*time.Second, `{"op":"clear","GroupId":"g"}`+"\n", "bulk", "--tasks", "-")
 	if code != 1 || !strings.Contains(errOut, "TIMQ_ENQUEUE_REPLICAS=1") || !strings.Contains(errOut, "may not be durable") {
 		t.Errorf("bulk: exit %d, stderr %q; want 1 naming TIMQ_ENQUEUE_REPLICAS=1", code, errOut)
 	}

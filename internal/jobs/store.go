@@ -39,6 +39,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -167,7 +168,10 @@ func CheckID(id string) error {
 
 // Writer adds a new job's operations. Close makes the job visible to the
 // feeder; a Writer that is not closed leaves no job behind once Abort runs.
+// It is safe for concurrent use; operations of one endpoint keep the order
+// of the Add calls that returned.
 type Writer struct {
+	mu      sync.Mutex
 	s       *Store
 	id      string
 	name    string
@@ -196,6 +200,8 @@ func (w *Writer) ID() string { return w.id }
 
 // Add appends one operation. The payload must be valid.
 func (w *Writer) Add(ctx context.Context, p tasks.Payload) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.closed {
 		return errors.New("jobs: Add after Close")
 	}
@@ -229,6 +235,8 @@ func (w *Writer) flush(ctx context.Context, ep string) error {
 // Close stores the rest and the job's hash and makes it active. A job with
 // no operation is refused.
 func (w *Writer) Close(ctx context.Context) (Job, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.closed {
 		return Job{}, errors.New("jobs: Close twice")
 	}
@@ -240,7 +248,7 @@ func (w *Writer) Close(ctx context.Context) (Job, error) {
 		total += w.total[ep]
 	}
 	if total == 0 {
-		w.Abort(ctx)
+		w.abortLocked(ctx)
 		return Job{}, errors.New("jobs: a job needs at least one operation")
 	}
 	w.closed = true
@@ -270,6 +278,12 @@ func (w *Writer) Close(ctx context.Context) (Job, error) {
 
 // Abort deletes what a Writer stored; use it when the producer gives up.
 func (w *Writer) Abort(ctx context.Context) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.abortLocked(ctx)
+}
+
+func (w *Writer) abortLocked(ctx context.Context) {
 	if w.closed {
 		return
 	}
