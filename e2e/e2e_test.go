@@ -222,6 +222,7 @@ func TestEndToEnd(t *testing.T) {
 		Lines, Skipped, Rejected int64
 		Enqueued                 map[string]int64
 		Duplicates               int64
+		Job                      struct{ ID string }
 	}
 	if err := json.Unmarshal([]byte(rb.Stdout), &sum); err != nil {
 		t.Fatalf("timq bulk --json printed %q: %v", rb.Stdout, err)
@@ -231,9 +232,20 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("timq bulk --skip-invalid summary = %+v; want 8 lines, 2 skipped, 3 rejected, one task of each type", sum)
 	}
 
-	// 4 CLI operations (5 tasks) + 3 from the file; the clear of a missing
-	// group is dead-lettered.
-	s := c.settle(8)
+	// The file's 3 operations are a job, run in the job lane and counted
+	// by the job (its lane keeps no completed task).
+	testenv.Eventually(t, time.Minute, "the bulk job done", func() (bool, string) {
+		r := testenv.RunQuiet(t, c.env, nil, 30*time.Second, bin, "jobs", "show", "--json", sum.Job.ID)
+		var j struct {
+			State  string
+			Counts struct{ Applied, Total int }
+		}
+		_ = json.Unmarshal([]byte(r.Stdout), &j)
+		return j.State == "done" && j.Counts.Applied == 3 && j.Counts.Total == 3, r.Stdout + r.Stderr
+	})
+	// 4 CLI operations (5 tasks); the clear of a missing group is
+	// dead-lettered.
+	s := c.settle(5)
 	if s.DeadLetters != 1 {
 		t.Fatalf("dead letters = %d, want 1", s.DeadLetters)
 	}
@@ -283,14 +295,17 @@ func TestEndToEnd(t *testing.T) {
 	if !strings.Contains(rq.Stdout, "requeued 1 of 1") || !strings.Contains(rq.Stdout, doomedID[0]+" -> ") {
 		t.Errorf("timq dlq requeue printed %q", rq.Stdout)
 	}
-	s = c.settle(9)
+	s = c.settle(6)
 
 	// timq stats --json: exact numbers. The archived clear stays in asynq's
 	// archive; timq's store is empty after the requeue.
 	want := map[string]queueCounts{
-		"timq-clear":  {Completed: 3, Archived: 1},
-		"timq-recall": {Completed: 3},
-		"timq-modify": {Completed: 2},
+		"timq-clear":      {Completed: 2, Archived: 1},
+		"timq-recall":     {Completed: 2},
+		"timq-modify":     {Completed: 1},
+		"timq-job-clear":  {},
+		"timq-job-recall": {},
+		"timq-job-modify": {},
 	}
 	if fmt.Sprint(s.Queues) != fmt.Sprint(want) || s.DeadLetters != 0 {
 		t.Errorf("timq stats --json = %+v, want queues %+v and 0 dead letters", s, want)

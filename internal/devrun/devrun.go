@@ -159,6 +159,11 @@ func Run(ctx context.Context, opts Options) error {
 	producer := enqueue.New(redisOpt)
 	defer producer.Close()
 	if opts.SampleRate > 0 {
+		id, err := startSampleJob(ctx, emu, producer)
+		if err != nil {
+			return fmt.Errorf("sample job: %w", err)
+		}
+		opts.Logger.Info("sample job queued", "job_id", id, "operations", sampleJobSize)
 		produceSamples(ctx, producer, emulatorMessages(emu), opts.SampleRate, opts.Logger)
 	}
 	<-ctx.Done()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/timq/timq/enqueue"
 	"github.com/timq/timq/internal/sim"
 	"github.com/timq/timq/internal/testenv"
 	"github.com/timq/timq/tasks"
@@ -67,6 +68,21 @@ func TestDevRunShowsWorkFlowingAndDeadLettering(t *testing.T) {
 	if completed < 20 || archived < 2 {
 		t.Fatalf("after 30s: %d completed, %d archived; want at least 20 and 2", completed, archived)
 	}
+	// The sample job runs beside the interactive work.
+	producer := enqueue.New(opt)
+	defer producer.Close()
+	store, err := producer.Jobs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "the sample job makes progress", func() (bool, string) {
+		js, err := store.List(context.Background(), 0)
+		if err != nil || len(js) != 1 {
+			return false, fmt.Sprintf("%d jobs, %v", len(js), err)
+		}
+		j := js[0]
+		return j.Name == SampleJobName && j.Counts.Total == sampleJobSize && j.Counts.Applied > 0, fmt.Sprintf("%+v", j)
+	})
 
 	resp, err := http.Get(strings.TrimSuffix(ep.DashboardURL, "/") + "/api/queues")
 	if err != nil {

@@ -123,3 +123,35 @@ func sampleOp(n uint64, r int, add newMessage) (tasks.Payload, error) {
 	}
 	return tasks.Modify{GroupId: g, MsgSeq: seq, MsgBody: tasks.TextBody(fmt.Sprintf("edited by timq dev #%d", n))}, nil
 }
+
+// sampleJobGroup holds the messages the sample job modifies.
+const (
+	sampleJobGroup = "dev-job"
+	sampleJobSize  = 6000 // half a minute of work at 200 calls/s
+	// SampleJobName names the sample job in timq jobs ls.
+	SampleJobName = "sample cleanup"
+)
+
+// startSampleJob stores a job that modifies every message of the sample
+// job group, so a newcomer sees a job's progress while the interactive
+// sample work passes it.
+func startSampleJob(ctx context.Context, emu *sim.Server, producer *enqueue.Client) (string, error) {
+	if err := emu.CreateGroup(sampleJobGroup, sim.GroupPublic); err != nil {
+		return "", err
+	}
+	if _, _, err := emu.AddMessages(sampleJobGroup, "", sampleJobSize); err != nil {
+		return "", err
+	}
+	jw, err := producer.NewJob(enqueue.JobName(SampleJobName))
+	if err != nil {
+		return "", err
+	}
+	for s := uint64(1); s <= sampleJobSize; s++ {
+		if err := jw.Add(ctx, tasks.Modify{GroupId: sampleJobGroup, MsgSeq: s, MsgBody: tasks.TextBody("[cleaned by the sample job]")}); err != nil {
+			jw.Abort(ctx)
+			return "", err
+		}
+	}
+	j, err := jw.Close(ctx)
+	return j.ID, err
+}

@@ -182,6 +182,10 @@ type Writer struct {
 	closed  bool
 }
 
+// unclosedTTL is how long the operations of a job that was never closed
+// stay in Redis.
+const unclosedTTL = time.Hour
+
 // writerFlush is how many operations of an endpoint a Writer sends at once.
 const writerFlush = 2000
 
@@ -225,7 +229,14 @@ func (w *Writer) flush(ctx context.Context, ep string) error {
 	if len(w.buf[ep]) == 0 {
 		return nil
 	}
-	if err := w.s.rdb.RPush(ctx, opsKey(w.id, ep), w.buf[ep]...).Err(); err != nil {
+	// Until Close, the lists expire: a producer that dies mid-write leaves
+	// nothing behind for long.
+	_, err := w.s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.RPush(ctx, opsKey(w.id, ep), w.buf[ep]...)
+		p.Expire(ctx, opsKey(w.id, ep), unclosedTTL)
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("jobs: store operations: %w", err)
 	}
 	w.buf[ep] = w.buf[ep][:0]
@@ -261,6 +272,11 @@ func (w *Writer) Close(ctx context.Context) (Job, error) {
 	}
 	_, err := w.s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, jobKey(w.id), fields)
+		for _, ep := range Endpoints {
+			if w.total[ep] > 0 {
+				p.Persist(ctx, opsKey(w.id, ep))
+			}
+		}
 		return nil
 	})
 	if err == nil {
