@@ -130,7 +130,9 @@ type Config struct {
 	RecallConcurrency int
 	// Queues lists, per task type, the queues its endpoint consumes with
 	// their priorities (at least 1 each; names as tasks.CheckName wants).
-	// Defaults to each type's default queue.
+	// They are served in strict priority order, highest first, and all of
+	// them before the endpoint's job lane (see package jobs). Defaults to
+	// each type's default queue.
 	Queues map[string]map[string]int
 	// MaxRetry caps how many times any task is retried, even if it asked for
 	// more; from 1 to tasks.MaxRetryLimit. Defaults to DefaultMaxRetry.
