@@ -66,14 +66,27 @@ func (w *Worker) jobLane(next asynq.Handler) asynq.Handler {
 		err = next.ProcessTask(ctx, t)
 		switch {
 		case err == nil:
+			// An outcome that cannot be counted is retried, so that the
+			// job still ends: the operation is idempotent and the count
+			// is taken once.
 			if _, ferr := w.jobs.Finish(ctx, op, jobs.Applied, nil); ferr != nil {
-				w.log.Error("cannot count a job's operation", "task_id", id, "error", ferr)
+				w.log.Error("cannot count a job's operation; it will run again", "task_id", id, "error", ferr)
+				return ferr
 			}
 		case errors.Is(err, asynq.SkipRetry):
 			f := &jobs.Failure{Op: op.Endpoint, Payload: t.Payload(), Code: codeOf(err), TaskID: id,
 				Info: strings.TrimPrefix(err.Error(), archivedErrPrefix)}
-			if _, ferr := w.jobs.Finish(ctx, op, jobs.DeadLettered, f); ferr != nil {
-				w.log.Error("cannot count a job's operation", "task_id", id, "error", ferr)
+			// The task is archived whatever happens here, so the count is
+			// tried a few times, as the dead-letter store is.
+			var ferr error
+			for try := range 3 {
+				if _, ferr = w.jobs.Finish(ctx, op, jobs.DeadLettered, f); ferr == nil {
+					break
+				}
+				time.Sleep(time.Duration(try+1) * 100 * time.Millisecond)
+			}
+			if ferr != nil {
+				w.log.Error("cannot count a job's dead-lettered operation; the job will not end by itself", "task_id", id, "error", ferr)
 			}
 		}
 		return err

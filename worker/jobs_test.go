@@ -165,8 +165,8 @@ func TestJobPauseResumeAndCancelAcrossTwoWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Tasks already past their check may still finish: at most the two
-	// workers' concurrency. Once a task of the job came back paused, none
-	// of the rest reaches the API.
+	// workers' concurrency. The feeder stops, so the lane settles: no task
+	// of the job pending or active, the rest handed back (retry) to wait.
 	applied := func(group string) int {
 		k := 0
 		for s := uint64(1); s <= n; s++ {
@@ -176,9 +176,9 @@ func TestJobPauseResumeAndCancelAcrossTwoWorkers(t *testing.T) {
 		}
 		return k
 	}
-	testenv.WaitFor(t, 10*time.Second, "a paused task handed back", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the paused job's lane settled", func() bool {
 		info, err := r.insp.GetQueueInfo("timq-job-modify")
-		return err == nil && info.Retry > 0
+		return err == nil && info.Pending == 0 && info.Active == 0
 	})
 	atPause := applied("job-pause")
 	if j := r.get(pause); j.State != enqueue.JobPaused || j.Counts.Applied == n {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -132,8 +133,7 @@ func (f *Feeder) Step(ctx context.Context) (int, error) {
 		}
 		h := map[string]int64{}
 		for k, v := range j {
-			var n int64
-			if _, err := fmt.Sscan(v, &n); err == nil {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 				h[k] = n
 			}
 		}
