@@ -63,10 +63,41 @@ func readAge(t *testing.T, br *bufio.Reader) time.Duration {
 	return time.Duration(ns)
 }
 
+// awaitKernelStamping returns once the kernel stamps incoming segments. Linux
+// turns receive stamping on for the whole machine a moment after the first
+// socket asks for it (the switch is deferred work), and off again after the
+// last one closes; segments that arrive in between carry no stamp. A probe
+// server, kept open until the test ends, holds stamping on.
+func awaitKernelStamping(t *testing.T) {
+	t.Helper()
+	start := make(chan struct{})
+	close(start)
+	addr, _ := serve(t, start)
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := client.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if _, err := strconv.ParseInt(string(body), 10, 64); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the kernel stamped no request within 10s (answer %q)", body)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // A request that waits in the kernel while the server is not reading keeps
 // the time it arrived, not the time it was read; the next request on the
 // same connection gets its own stamp.
 func TestReceivedIsWhenTheKernelGotTheRequest(t *testing.T) {
+	awaitKernelStamping(t)
 	start := make(chan struct{})
 	addr, _ := serve(t, start)
 	c, err := net.Dial("tcp", addr)

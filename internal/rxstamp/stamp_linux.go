@@ -90,9 +90,13 @@ func (c *stampedConn) Read(p []byte) (int, error) {
 	if n == 0 {
 		return 0, io.EOF
 	}
-	if at, ok := receiveStamp(oob[:oobn]); ok {
-		c.s.last.Store(at.UnixNano())
+	// Data without a stamp clears the last one, so that a request is never
+	// dated by an earlier request's arrival.
+	var at int64
+	if t, ok := receiveStamp(oob[:oobn]); ok {
+		at = t.UnixNano()
 	}
+	c.s.last.Store(at)
 	return n, nil
 }
 
