@@ -267,4 +267,16 @@ func TestTwoJobsShareTheLaneByWeight(t *testing.T) {
 			t.Errorf("job %s got %.2f of the calls, want about %.2f", s.name, s.got, s.want)
 		}
 	}
+	// Together the jobs run at the endpoint's limit, so their rates add up
+	// to at most that, and each predicts an end in the future.
+	sum := ja.Rate + jb.Rate + jc.Rate
+	t.Logf("rates: a %.1f, b %.1f, c %.1f ops/s", ja.Rate, jb.Rate, jc.Rate)
+	if sum < 15 || sum > 55 {
+		t.Errorf("the jobs' rates add up to %.1f ops/s; the endpoint runs at 50", sum)
+	}
+	for _, j := range []enqueue.Job{ja, jb, jc} {
+		if j.ETA == nil || !j.ETA.After(time.Now().Add(-time.Second)) {
+			t.Errorf("job %s: ETA %v, want one ahead", j.Name, j.ETA)
+		}
+	}
 }

@@ -268,6 +268,13 @@ func printJob(w io.Writer, j jobs.Job) {
 			fmt.Fprintf(w, "  %s: total %d, applied %d, dead-lettered %d, cancelled %d\n", typ, tc.Total, tc.Applied, tc.DeadLettered, tc.Cancelled)
 		}
 	}
+	if j.Rate > 0 {
+		fmt.Fprintf(w, "  rate %.1f ops/s over the last minute", j.Rate)
+		if j.ETA != nil {
+			fmt.Fprintf(w, ", ends about %s (in %s)", j.ETA.Format(time.RFC3339), time.Until(*j.ETA).Round(time.Second))
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "  created %s", j.Created.Format(time.RFC3339))
 	if j.Ended != nil {
 		fmt.Fprintf(w, ", ended %s after %s", j.Ended.Format(time.RFC3339), j.Ended.Sub(j.Created).Round(time.Second))

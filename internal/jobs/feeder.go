@@ -31,6 +31,8 @@ type Feeder struct {
 	client *asynq.Client
 	opts   FeederOptions
 	token  string
+	// sampled is when the feeder last sampled each running job's progress.
+	sampled map[string]time.Time
 }
 
 // FeederOptions configure a Feeder.
@@ -76,7 +78,7 @@ func NewFeeder(store *Store, client *asynq.Client, opts FeederOptions) *Feeder {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Feeder{store: store, client: client, opts: opts, token: NewID(time.Now())}
+	return &Feeder{store: store, client: client, opts: opts, token: NewID(time.Now()), sampled: map[string]time.Time{}}
 }
 
 // Run feeds until ctx ends.
@@ -138,6 +140,17 @@ func (f *Feeder) Step(ctx context.Context) (int, error) {
 			}
 		}
 		running = append(running, live{id: id, weight: max(1, int(h["weight"])), h: h})
+		if now := f.store.now(); now.Sub(f.sampled[id]) >= progressEvery {
+			if err := f.store.sampleProgress(ctx, id, h["applied"]+h["dead"]); err != nil {
+				return 0, err
+			}
+			f.sampled[id] = now
+		}
+	}
+	for id := range f.sampled {
+		if !slices.ContainsFunc(running, func(l live) bool { return l.id == id }) {
+			delete(f.sampled, id)
+		}
 	}
 	fed := 0
 	for _, ep := range Endpoints {

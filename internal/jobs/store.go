@@ -10,6 +10,7 @@
 //	timq:job:{ID}:ops:ENDPOINT    list: the payload JSON of each operation
 //	timq:job:{ID}:done:ENDPOINT   bitmap: operation i has been counted
 //	timq:job:{ID}:failures        list: JSON of each dead-lettered operation
+//	timq:job:{ID}:progress        list: recent "unix ms:processed" samples, newest first
 //	timq:jobs                     sorted set: every job ID by creation time
 //	timq:jobs:active              set: the jobs that have not ended
 //
@@ -87,6 +88,7 @@ func jobKey(id string) string      { return "timq:job:{" + id + "}" }
 func opsKey(id, ep string) string  { return jobKey(id) + ":ops:" + ep }
 func doneKey(id, ep string) string { return jobKey(id) + ":done:" + ep }
 func failuresKey(id string) string { return jobKey(id) + ":failures" }
+func progressKey(id string) string { return jobKey(id) + ":progress" }
 func taskID(id, ep string, i int64) string {
 	return "job:" + id + ":" + ep + ":" + strconv.FormatInt(i, 10)
 }
@@ -124,7 +126,19 @@ type Job struct {
 	Counts   Counts            `json:"counts"`
 	ByType   map[string]Counts `json:"by_type"`
 	Finished bool              `json:"finished"`
+	// Rate is how many operations a second the job applied or
+	// dead-lettered over its recent progress (up to ProgressSpan); 0 when
+	// it made none, is paused or has ended.
+	Rate float64 `json:"rate"`
+	// ETA is when the job should end at Rate; nil without a Rate.
+	ETA *time.Time `json:"eta,omitempty"`
 }
+
+// ProgressSpan is how far back a job's Rate looks.
+const ProgressSpan = time.Minute
+
+// progressEvery is how often the feeder samples a running job's progress.
+const progressEvery = 5 * time.Second
 
 // Failure is one dead-lettered operation of a job: Op and the payload's
 // fields form a line `timq bulk` takes again.
@@ -316,14 +330,68 @@ func (s *Store) Get(ctx context.Context, id string) (Job, error) {
 	if err := CheckID(id); err != nil {
 		return Job{}, fmt.Errorf("%w: %v", ErrNotFound, err)
 	}
-	h, err := s.rdb.HGetAll(ctx, jobKey(id)).Result()
+	var hc *redis.MapStringStringCmd
+	var pc *redis.StringSliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		hc = p.HGetAll(ctx, jobKey(id))
+		pc = p.LRange(ctx, progressKey(id), 0, -1)
+		return nil
+	})
 	if err != nil {
 		return Job{}, fmt.Errorf("jobs: read job %s: %w", id, err)
 	}
+	h := hc.Val()
 	if len(h) == 0 {
 		return Job{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
-	return parseJob(id, h), nil
+	j := parseJob(id, h)
+	j.Rate, j.ETA = rate(j, pc.Val(), s.now())
+	return j, nil
+}
+
+// rate returns a job's rate over its progress samples within ProgressSpan
+// of now, and the end it predicts. The rate runs from the oldest such
+// sample to now and the job's current counts.
+func rate(j Job, samples []string, now time.Time) (float64, *time.Time) {
+	if j.Finished || j.State == StatePaused || len(samples) == 0 {
+		return 0, nil
+	}
+	processed := j.Counts.Applied + j.Counts.DeadLettered
+	var oldest time.Time
+	var from int64
+	for _, smp := range samples {
+		ms, n, ok := strings.Cut(smp, ":")
+		t, err1 := strconv.ParseInt(ms, 10, 64)
+		v, err2 := strconv.ParseInt(n, 10, 64)
+		if !ok || err1 != nil || err2 != nil {
+			continue
+		}
+		at := time.UnixMilli(t)
+		if now.Sub(at) > ProgressSpan {
+			break // newest first: the rest are older
+		}
+		oldest, from = at, v
+	}
+	span := now.Sub(oldest).Seconds()
+	if oldest.IsZero() || span < 1 || processed <= from {
+		return 0, nil
+	}
+	r := float64(processed-from) / span
+	left := j.Counts.Waiting + j.Counts.InFlight
+	eta := now.Add(time.Duration(float64(left) / r * float64(time.Second))).UTC().Truncate(time.Second)
+	return r, &eta
+}
+
+// sampleProgress records a running job's processed count for its Rate.
+func (s *Store) sampleProgress(ctx context.Context, id string, processed int64) error {
+	k := progressKey(id)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.LPush(ctx, k, strconv.FormatInt(s.now().UnixMilli(), 10)+":"+strconv.FormatInt(processed, 10))
+		p.LTrim(ctx, k, 0, int64(ProgressSpan/progressEvery)+1)
+		p.Expire(ctx, k, 2*ProgressSpan)
+		return nil
+	})
+	return err
 }
 
 func parseJob(id string, h map[string]string) Job {
@@ -530,7 +598,7 @@ func (s *Store) opKeys(id string) []string {
 	for _, ep := range Endpoints {
 		keys = append(keys, opsKey(id, ep), doneKey(id, ep))
 	}
-	return keys
+	return append(keys, progressKey(id))
 }
 
 // Decision is what the worker does with a job's task when it starts.
