@@ -180,7 +180,9 @@ func (c *Client) Enqueue(ctx context.Context, p tasks.Payload, opts ...Option) (
 		return nil, fmt.Errorf("enqueue %s: %w", kind(p), err)
 	}
 	taskType := parts[0].TaskType()
-	aopts := s.asynqOptions(taskType, c.now())
+	now := c.now()
+	aopts := s.asynqOptions(taskType, now)
+	headers := map[string]string{tasks.EnqueuedHeader: strconv.FormatInt(s.due(now).UnixMilli(), 10)}
 	queue := s.queue
 	if queue == "" {
 		queue = parts[0].DefaultQueue()
@@ -188,7 +190,7 @@ func (c *Client) Enqueue(ctx context.Context, p tasks.Payload, opts ...Option) (
 	ids := taskIDs(s.taskID, len(parts))
 	built := make([]*asynq.Task, len(parts))
 	for i, part := range parts {
-		t, err := tasks.NewTask(part, append(slices.Clip(aopts), asynq.TaskID(ids[i]))...)
+		t, err := tasks.NewTaskWithHeaders(part, headers, append(slices.Clip(aopts), asynq.TaskID(ids[i]))...)
 		if err != nil {
 			return nil, fmt.Errorf("enqueue %s: %w", kind(p), err)
 		}

@@ -130,6 +130,12 @@ func TestOptions(t *testing.T) {
 	if at := info.NextProcessAt; at.Before(before.Add(time.Hour).Truncate(time.Second)) || at.After(time.Now().Add(time.Hour)) {
 		t.Errorf("NextProcessAt = %v, want about an hour after %v", at, before)
 	}
+	// The due time the worker measures enqueue-to-call latency from is the
+	// scheduled time, not the enqueue time.
+	due := dueOf(t, info)
+	if due.Before(before.Add(time.Hour).Truncate(time.Millisecond)) || due.After(time.Now().Add(time.Hour)) {
+		t.Errorf("due header = %v, want an hour after %v", due, before)
+	}
 
 	at := time.Now().Add(3 * time.Hour).Truncate(time.Second)
 	ids, err := b.client.Recall(ctx, tasks.Recall{GroupId: "g2", MsgSeqList: seqs(1, 2)}, enqueue.Delay(time.Minute), enqueue.ProcessAt(at))
@@ -151,8 +157,12 @@ func TestOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info := b.task(t, tasks.QueueClear, id); info.Retention != tasks.DefaultRetention {
+	info = b.task(t, tasks.QueueClear, id)
+	if info.Retention != tasks.DefaultRetention {
 		t.Errorf("default task retention %v, want %v", info.Retention, tasks.DefaultRetention)
+	}
+	if due := dueOf(t, info); due.Before(before.Truncate(time.Millisecond)) || due.After(time.Now()) {
+		t.Errorf("due header of a task for now = %v, want its enqueue time (after %v)", due, before)
 	}
 
 	id, err = b.client.Modify(ctx, tasks.Modify{GroupId: "g3", MsgSeq: 1, CloudCustomData: ptr("")}, enqueue.ProcessAt(at), enqueue.Delay(0))
@@ -469,4 +479,14 @@ func TestNewWithANilConnectionFailsItsCalls(t *testing.T) {
 			t.Errorf("Close: %v", err)
 		}
 	}
+}
+
+// dueOf returns the due time a task's EnqueuedHeader records.
+func dueOf(t *testing.T, info *asynq.TaskInfo) time.Time {
+	t.Helper()
+	due, ok := tasks.DueAt(asynq.NewTaskWithHeaders(info.Type, info.Payload, info.Headers))
+	if !ok {
+		t.Fatalf("task %s has no %s header: %v", info.ID, tasks.EnqueuedHeader, info.Headers)
+	}
+	return due
 }

@@ -199,3 +199,14 @@ func (s *settings) asynqOptions(taskType string, now time.Time) []asynq.Option {
 	}
 	return opts
 }
+
+// due returns when a task enqueued at now with these settings is due.
+func (s *settings) due(now time.Time) time.Time {
+	switch {
+	case s.useAt && s.processAt.After(now):
+		return s.processAt
+	case !s.useAt && s.delay > 0:
+		return now.Add(s.delay)
+	}
+	return now
+}

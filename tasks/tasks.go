@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -119,6 +120,32 @@ func QueueFor(taskType string) string {
 // (default queue, DefaultMaxRetry, DefaultTimeout, DefaultRetention) followed
 // by opts, which override them. It does not set uniqueness: enqueue does.
 func NewTask(p Payload, opts ...asynq.Option) (*asynq.Task, error) {
+	return NewTaskWithHeaders(p, nil, opts...)
+}
+
+// EnqueuedHeader is the task header in which package enqueue records when a
+// task is due: the time it was enqueued, or the time it was scheduled for,
+// in Unix milliseconds. The worker measures an operation's enqueue-to-call
+// latency from it. asynq's unique lock covers the payload only, so the
+// header does not change de-duplication.
+const EnqueuedHeader = "timq-due-unix-ms"
+
+// DueAt returns the time a task's EnqueuedHeader records, if it has one.
+func DueAt(t *asynq.Task) (time.Time, bool) {
+	v, ok := t.Headers()[EnqueuedHeader]
+	if !ok {
+		return time.Time{}, false
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms <= 0 {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(ms), true
+}
+
+// NewTaskWithHeaders is NewTask with asynq task headers, which travel with
+// the task to the worker (asynq.NewTaskWithHeaders).
+func NewTaskWithHeaders(p Payload, headers map[string]string, opts ...asynq.Option) (*asynq.Task, error) {
 	if isNil(p) {
 		return nil, errors.New("tasks: no payload (nil)")
 	}
@@ -135,7 +162,10 @@ func NewTask(p Payload, opts ...asynq.Option) (*asynq.Task, error) {
 		asynq.Timeout(DefaultTimeout),
 		asynq.Retention(DefaultRetention),
 	}, opts...)
-	return asynq.NewTask(p.TaskType(), b, all...), nil
+	if headers == nil {
+		return asynq.NewTask(p.TaskType(), b, all...), nil
+	}
+	return asynq.NewTaskWithHeaders(p.TaskType(), b, headers, all...), nil
 }
 
 // Parse decodes and validates the payload of a task of the given type. It

@@ -157,3 +157,22 @@ func TestCheckName(t *testing.T) {
 		}
 	}
 }
+
+func TestDueAt(t *testing.T) {
+	at := time.UnixMilli(1767225600123)
+	for _, c := range []struct {
+		headers map[string]string
+		want    time.Time
+		ok      bool
+	}{
+		{map[string]string{tasks.EnqueuedHeader: "1767225600123"}, at, true},
+		{nil, time.Time{}, false},
+		{map[string]string{tasks.EnqueuedHeader: "soon"}, time.Time{}, false},
+		{map[string]string{tasks.EnqueuedHeader: "-5"}, time.Time{}, false},
+	} {
+		got, ok := tasks.DueAt(asynq.NewTaskWithHeaders(tasks.TypeClear, nil, c.headers))
+		if ok != c.ok || !got.Equal(c.want) {
+			t.Errorf("DueAt with headers %v = %v, %v; want %v, %v", c.headers, got, ok, c.want, c.ok)
+		}
+	}
+}

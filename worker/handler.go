@@ -29,10 +29,16 @@ type attempt struct {
 	queue   string
 	retried int  // retries before this one (0 on the first attempt)
 	last    bool // no retry follows this attempt
+	// due is when an interactive task was enqueued or scheduled for
+	// (tasks.DueAt); zero for job operations and tasks without the header.
+	due      time.Time
+	taskType string
 }
 
-func (w *Worker) attemptOf(ctx context.Context) attempt {
+func (w *Worker) attemptOf(ctx context.Context, t *asynq.Task) attempt {
 	a := attempt{}
+	a.due, _ = tasks.DueAt(t)
+	a.taskType = t.Type()
 	a.taskID, _ = asynq.GetTaskID(ctx)
 	a.queue, _ = asynq.GetQueueName(ctx)
 	a.retried, _ = asynq.GetRetryCount(ctx)
@@ -56,6 +62,9 @@ func (w *Worker) call(ctx context.Context, ep chatapi.Endpoint, a attempt, fn fu
 			return err
 		}
 		callStart := time.Now()
+		if throttles == 0 {
+			w.observeDue(a, callStart)
+		}
 		err := fn(ctx)
 		if w.log.Enabled(ctx, slog.LevelDebug) {
 			w.log.Debug("api call", "task_id", a.taskID, "queue", a.queue, "endpoint", ep.Short(), "code", codeOf(err),
@@ -74,12 +83,20 @@ func (w *Worker) call(ctx context.Context, ep chatapi.Endpoint, a attempt, fn fu
 	}
 }
 
+// observeDue records an interactive task's enqueue-to-call latency on its
+// first attempt's call.
+func (w *Worker) observeDue(a attempt, sent time.Time) {
+	if a.retried == 0 && !a.due.IsZero() {
+		w.metrics.EnqueueToCall(a.taskType, sent.Sub(a.due))
+	}
+}
+
 func (w *Worker) handleClear(ctx context.Context, t *asynq.Task) error {
 	p, err := tasks.ParseClear(t.Payload())
 	if err != nil {
 		return w.rejectPayload(ctx, t, err)
 	}
-	a := w.attemptOf(ctx)
+	a := w.attemptOf(ctx, t)
 	start := time.Now()
 	err = w.call(ctx, chatapi.EndpointClear, a, func(ctx context.Context) error {
 		_, err := w.api.ClearGroupMsg(ctx, &chatapi.ClearGroupMsgRequest{GroupId: p.GroupId, MsgSeq: p.MsgSeq})
@@ -93,7 +110,7 @@ func (w *Worker) handleModify(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return w.rejectPayload(ctx, t, err)
 	}
-	a := w.attemptOf(ctx)
+	a := w.attemptOf(ctx, t)
 	start := time.Now()
 	err = w.call(ctx, chatapi.EndpointModify, a, func(ctx context.Context) error {
 		_, err := w.api.ModifyGroupMsg(ctx, &chatapi.ModifyGroupMsgRequest{
@@ -209,7 +226,7 @@ const archivedErrPrefix = "dead-lettered: "
 // rejectPayload dead-letters a task whose payload does not parse or validate:
 // retrying cannot fix it.
 func (w *Worker) rejectPayload(ctx context.Context, t *asynq.Task, perr error) error {
-	a := w.attemptOf(ctx)
+	a := w.attemptOf(ctx, t)
 	log := w.log.With("task_id", a.taskID, "task_type", t.Type(), "queue", a.queue, "attempt", a.retried+1)
 	entry := dlq.Entry{
 		ID: a.taskID, Type: t.Type(), Queue: a.queue, TaskID: a.taskID, Payload: t.Payload(),

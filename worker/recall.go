@@ -47,7 +47,7 @@ func (w *Worker) handleRecall(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return w.rejectPayload(ctx, t, err)
 	}
-	a := w.attemptOf(ctx)
+	a := w.attemptOf(ctx, t)
 	start := time.Now()
 	// Made only when something is logged (With formats its attributes at
 	// once); duration_ms is added after the call.
@@ -76,7 +76,10 @@ func (w *Worker) handleRecall(ctx context.Context, t *asynq.Task) error {
 	// The call is shared with other recalls of the group waiting for a
 	// token (package recallbatch); the answer is this task's messages only.
 	w.startRecalls.Do(w.recalls.Start)
-	codes, callErr := w.recalls.Recall(ctx, recallbatch.Key{GroupID: p.GroupId, TopicID: p.TopicId, Reason: p.Reason}, pending)
+	codes, sent, callErr := w.recalls.RecallSent(ctx, recallbatch.Key{GroupID: p.GroupId, TopicID: p.TopicId, Reason: p.Reason}, pending)
+	if !sent.IsZero() {
+		w.observeDue(a, sent)
+	}
 	if chatapi.Classify(callErr) == chatapi.ClassCanceled || errors.Is(callErr, context.Canceled) {
 		return callErr
 	}

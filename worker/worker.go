@@ -427,7 +427,7 @@ func (w *Worker) countOutcomes(next asynq.Handler) asynq.Handler {
 			outcome = metrics.OutcomeDeadLettered
 		case ctx.Err() != nil || chatapi.Classify(err) == chatapi.ClassCanceled:
 			outcome = metrics.OutcomeHandedBack
-		case w.attemptOf(ctx).last:
+		case w.attemptOf(ctx, t).last:
 			outcome = metrics.OutcomeDeadLettered // asynq archives it
 		}
 		w.metrics.Outcome(t.Type(), outcome)

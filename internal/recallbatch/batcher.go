@@ -135,6 +135,7 @@ type member struct {
 type outcome struct {
 	codes map[uint64]int
 	err   error
+	sent  time.Time // when the call that carried the member was sent
 }
 
 // New returns a Batcher that takes a token from lim for every call and
@@ -210,23 +211,31 @@ func (b *Batcher) pendingMessages() int {
 // taken out of the batch and ctx's error is returned; once sent, Recall
 // waits for the answer whatever ctx does, so no recall goes unreported.
 func (b *Batcher) Recall(ctx context.Context, key Key, seqs []uint64) (map[uint64]int, error) {
+	codes, _, err := b.RecallSent(ctx, key, seqs)
+	return codes, err
+}
+
+// RecallSent is Recall that also returns when the call carrying seqs was
+// sent (the last time, if it was throttled and sent again); zero when no
+// call was sent.
+func (b *Batcher) RecallSent(ctx context.Context, key Key, seqs []uint64) (map[uint64]int, time.Time, error) {
 	if len(seqs) == 0 {
-		return map[uint64]int{}, nil
+		return map[uint64]int{}, time.Time{}, nil
 	}
 	if len(seqs) > MaxPerCall {
-		return nil, errors.New("recallbatch: more than 10 messages in one recall")
+		return nil, time.Time{}, errors.New("recallbatch: more than 10 messages in one recall")
 	}
 	m := &member{seqs: seqs, joined: time.Now(), result: make(chan outcome, 1)}
 	bt := b.join(key, m)
 	select {
 	case o := <-m.result:
-		return o.codes, o.err
+		return o.codes, o.sent, o.err
 	case <-ctx.Done():
 		if b.leave(bt, m) {
-			return nil, ctx.Err()
+			return nil, time.Time{}, ctx.Err()
 		}
 		o := <-m.result // already sent: the answer is on its way
-		return o.codes, o.err
+		return o.codes, o.sent, o.err
 	}
 }
 
@@ -411,7 +420,7 @@ func (b *Batcher) sendBatch(ctx context.Context, bt *batch) {
 	}
 	for _, m := range bt.members {
 		if err != nil {
-			m.result <- outcome{err: err}
+			m.result <- outcome{err: err, sent: sent}
 			continue
 		}
 		own := make(map[uint64]int, len(m.seqs))
@@ -420,6 +429,6 @@ func (b *Batcher) sendBatch(ctx context.Context, bt *batch) {
 				own[s] = c
 			}
 		}
-		m.result <- outcome{codes: own}
+		m.result <- outcome{codes: own, sent: sent}
 	}
 }
