@@ -60,8 +60,7 @@ func (w *Worker) jobLane(next asynq.Handler) asynq.Handler {
 		case jobs.Wait:
 			return &pausedError{job: op.Job}
 		case jobs.Drop:
-			_, err := w.jobs.Finish(ctx, op, jobs.Cancelled, nil)
-			return err
+			return w.countJobOp(ctx, op, t.Type(), jobs.Cancelled, nil)
 		}
 		err = next.ProcessTask(ctx, t)
 		switch {
@@ -69,7 +68,7 @@ func (w *Worker) jobLane(next asynq.Handler) asynq.Handler {
 			// An outcome that cannot be counted is retried, so that the
 			// job still ends: the operation is idempotent and the count
 			// is taken once.
-			if _, ferr := w.jobs.Finish(ctx, op, jobs.Applied, nil); ferr != nil {
+			if ferr := w.countJobOp(ctx, op, t.Type(), jobs.Applied, nil); ferr != nil {
 				w.log.Error("cannot count a job's operation; it will run again", "task_id", id, "error", ferr)
 				return ferr
 			}
@@ -80,7 +79,7 @@ func (w *Worker) jobLane(next asynq.Handler) asynq.Handler {
 			// tried a few times, as the dead-letter store is.
 			var ferr error
 			for try := range 3 {
-				if _, ferr = w.jobs.Finish(ctx, op, jobs.DeadLettered, f); ferr == nil {
+				if ferr = w.countJobOp(ctx, op, t.Type(), jobs.DeadLettered, f); ferr == nil {
 					break
 				}
 				time.Sleep(time.Duration(try+1) * 100 * time.Millisecond)
@@ -101,9 +100,19 @@ func (w *Worker) jobDeadLettered(e dlq.Entry) {
 		return
 	}
 	f := &jobs.Failure{Op: op.Endpoint, Payload: e.Payload, Code: e.Code, Info: e.Info, TaskID: e.TaskID}
-	if _, err := w.jobs.Finish(context.Background(), op, jobs.DeadLettered, f); err != nil {
+	if err := w.countJobOp(context.Background(), op, e.Type, jobs.DeadLettered, f); err != nil {
 		w.log.Error("cannot count a job's operation", "task_id", e.TaskID, "error", err)
 	}
+}
+
+// countJobOp counts op's outcome into its job and, when this call counted
+// it, into timq_job_operations_total.
+func (w *Worker) countJobOp(ctx context.Context, op jobs.Op, taskType string, outcome jobs.Outcome, f *jobs.Failure) error {
+	counted, err := w.jobs.Finish(ctx, op, outcome, f)
+	if counted {
+		w.metrics.JobOperation(taskType, string(outcome))
+	}
+	return err
 }
 
 func pausedDelay() time.Duration {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/timq/timq/enqueue"
 	"github.com/timq/timq/internal/sim"
 	"github.com/timq/timq/internal/testenv"
@@ -97,6 +99,8 @@ func TestJobAppliesEveryOperationOnceAndReportsItsFailures(t *testing.T) {
 	ops = append(ops, tasks.Clear{GroupId: "job-clear"})
 	ops = append(ops, modifies("job-mixed", 1001, 1003, "nope")...) // no such messages: 10030
 	id := r.job("mixed", 1, ops...)
+	reg := prometheus.NewRegistry()
+	r.cfg.Metrics = reg
 	r.startWorker()
 	j := r.waitJob(id, 60*time.Second)
 	if j.State != enqueue.JobDone || j.Counts.Applied != 51 || j.Counts.DeadLettered != 3 || j.Counts.Cancelled != 0 {
@@ -117,6 +121,18 @@ func TestJobAppliesEveryOperationOnceAndReportsItsFailures(t *testing.T) {
 	}
 	if !r.msg("job-clear", 5).Cleared {
 		t.Fatal("job-clear not cleared")
+	}
+	// Each operation is counted once in the metrics, as in the job.
+	for _, c := range []struct {
+		typ, outcome string
+		want         float64
+	}{{tasks.TypeModify, "applied", 30}, {tasks.TypeRecall, "applied", 20}, {tasks.TypeClear, "applied", 1}, {tasks.TypeModify, "dead", 3}} {
+		if got := metricSum(t, reg, "timq_job_operations_total", "task_type", c.typ, "outcome", c.outcome); got != c.want {
+			t.Errorf("timq_job_operations_total{%s,%s} = %v, want %v", c.typ, c.outcome, got, c.want)
+		}
+	}
+	if got := metricSum(t, reg, "timq_interactive_enqueue_to_call_seconds"); got != 0 {
+		t.Errorf("%v job operations counted as interactive calls", got)
 	}
 	fs, err := r.store.Failures(context.Background(), id)
 	if err != nil {
@@ -218,6 +234,8 @@ func TestInteractiveOperationsGoBeforeAJobBacklog(t *testing.T) {
 	r.group("job-backlog", sim.GroupPublic, n)
 	r.group("interactive", sim.GroupPublic, 3)
 	id := r.job("backlog", 1, modifies("job-backlog", 1, n, "j")...)
+	reg := prometheus.NewRegistry()
+	r.cfg.Metrics = reg
 	r.startWorker()
 	testenv.WaitFor(t, 30*time.Second, "the job runs", func() bool { return r.get(id).Counts.Applied >= 20 })
 	for s := uint64(1); s <= 3; s++ {
@@ -235,6 +253,48 @@ func TestInteractiveOperationsGoBeforeAJobBacklog(t *testing.T) {
 		t.Fatalf("the interactive modifies were applied only after the job's %d: %+v", j.Counts.Applied, j.Counts)
 	}
 	t.Logf("interactive modifies applied with the job at %+v", j.Counts)
+	// The enqueue-to-call histogram holds the three interactive modifies
+	// and none of the job's operations.
+	if got := metricSum(t, reg, "timq_interactive_enqueue_to_call_seconds", "task_type", tasks.TypeModify); got != 3 {
+		t.Errorf("timq_interactive_enqueue_to_call_seconds has %v samples, want 3", got)
+	}
+}
+
+// metricSum adds up the values (sample counts, for histograms) of a
+// metric's series whose labels include the given name, value pairs.
+func metricSum(t *testing.T, g prometheus.Gatherer, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue series
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.GetCounter().GetValue()
+			case m.Histogram != nil:
+				sum += float64(m.GetHistogram().GetSampleCount())
+			case m.Gauge != nil:
+				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
 }
 
 func TestTwoJobsShareTheLaneByWeight(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"github.com/timq/timq/internal/dashboard"
 	"github.com/timq/timq/internal/dlq"
 	"github.com/timq/timq/internal/httpserver"
+	"github.com/timq/timq/internal/jobs"
 	"github.com/timq/timq/internal/metrics"
 	"github.com/timq/timq/tasks"
 	"github.com/timq/timq/worker"
@@ -246,7 +247,7 @@ func runWorkerWithHTTP(ctx context.Context, env *Env, s *workerSettings, cfg wor
 	rdb := s.redis.Client()
 	defer rdb.Close()
 	qs, err := metrics.NewQueueStats(metrics.QueueStatsConfig{
-		Inspector: insp, DeadLetters: dlq.New(rdb), Queues: tasks.Queues(), Logger: log,
+		Inspector: insp, DeadLetters: dlq.New(rdb), Jobs: jobs.NewStore(rdb, 0), Queues: tasks.Queues(), Logger: log,
 	})
 	if err != nil {
 		return err

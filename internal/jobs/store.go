@@ -447,6 +447,32 @@ func (s *Store) List(ctx context.Context, limit int) ([]Job, error) {
 	return out, nil
 }
 
+// CountByState returns how many jobs are kept in each state. It reads one
+// field of every kept job, in one pipeline.
+func (s *Store) CountByState(ctx context.Context) (map[string]int64, error) {
+	ids, err := s.rdb.ZRange(ctx, allJobsKey, 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("jobs: list: %w", err)
+	}
+	cmds := make([]*redis.StringCmd, len(ids))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGet(ctx, jobKey(id), "state")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("jobs: read states: %w", err)
+	}
+	out := map[string]int64{}
+	for _, c := range cmds {
+		if st, err := c.Result(); err == nil {
+			out[st]++
+		}
+	}
+	return out, nil
+}
+
 // Failures returns the dead-lettered operations of a job, in the order they
 // failed.
 func (s *Store) Failures(ctx context.Context, id string) ([]Failure, error) {

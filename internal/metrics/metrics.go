@@ -13,6 +13,8 @@
 //	timq_task_outcomes_total{task_type,outcome}     task attempts by outcome: applied, retried, throttled, dead_lettered, handed_back
 //	timq_task_retries_total{task_type}              task attempts that end in a retry (the "retried" outcome)
 //	timq_dead_letters_added_total{task_type,reason} entries written to the dead-letter store
+//	timq_interactive_enqueue_to_call_seconds{task_type} time from an interactive operation being due to its first call (histogram)
+//	timq_job_operations_total{task_type,outcome}    jobs' operations by how they ended: applied, dead, cancelled
 //
 // Read from the shared rate budgets at every scrape (NewBudgets):
 //
@@ -27,6 +29,7 @@
 //	timq_queue_latency_seconds{queue}      age of the oldest pending task
 //	timq_queue_paused{queue}               1 when the queue is paused
 //	timq_dead_letters_held                 entries in the dead-letter store (timq dlq ls)
+//	timq_jobs{state}                       jobs kept, by state (queued, running, paused, done, cancelled)
 //	timq_queue_stats_updated_timestamp_seconds  when the last successful read finished
 //	timq_queue_stats_errors_total          reads that failed (the gauges keep their last values)
 package metrics
@@ -94,6 +97,8 @@ type Worker struct {
 	deadLetters *prometheus.CounterVec
 	recallWait  prometheus.Histogram
 	recallBatch prometheus.Histogram
+	dueToCall   *prometheus.HistogramVec
+	jobOps      *prometheus.CounterVec
 }
 
 // NewWorker creates the worker's metrics and registers them on reg. It
@@ -141,8 +146,17 @@ func NewWorker(reg prometheus.Registerer) (*Worker, error) {
 			Help:    "Messages per group_msg_recall call (coalesced recalls; at most 10).",
 			Buckets: []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10},
 		}),
+		dueToCall: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "timq_interactive_enqueue_to_call_seconds",
+			Help:    "Time from an interactive operation being enqueued (or due, when scheduled) to its first attempt's API call being sent; job operations are not counted.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}, []string{"task_type"}),
+		jobOps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "timq_job_operations_total",
+			Help: "Jobs' operations counted into their job, by task type and outcome: applied, dead (dead-lettered) or cancelled.",
+		}, []string{"task_type", "outcome"}),
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.callLatency, m.wait, m.rateLimited, m.outcomes, m.retries, m.deadLetters, m.recallWait, m.recallBatch} {
+	for _, c := range []prometheus.Collector{m.calls, m.callLatency, m.wait, m.rateLimited, m.outcomes, m.retries, m.deadLetters, m.recallWait, m.recallBatch, m.dueToCall, m.jobOps} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -199,6 +213,23 @@ func (m *Worker) Outcome(taskType, outcome string) {
 	if outcome == OutcomeRetried {
 		m.retries.WithLabelValues(taskType).Inc()
 	}
+}
+
+// EnqueueToCall records an interactive operation's time from being due to
+// its first call.
+func (m *Worker) EnqueueToCall(taskType string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.dueToCall.WithLabelValues(taskType).Observe(max(d, 0).Seconds())
+}
+
+// JobOperation counts one job operation's outcome as its job counted it.
+func (m *Worker) JobOperation(taskType, outcome string) {
+	if m == nil {
+		return
+	}
+	m.jobOps.WithLabelValues(taskType, outcome).Inc()
 }
 
 // DeadLetterAdded counts one entry written to the dead-letter store.

@@ -45,6 +45,8 @@ func TestNilWorkerCountsNothing(t *testing.T) {
 	m.RateLimited(chatapi.EndpointClear, 60007)
 	m.Outcome("timq:clear", metrics.OutcomeRetried)
 	m.DeadLetterAdded("timq:clear", "permanent")
+	m.EnqueueToCall("timq:clear", time.Second)
+	m.JobOperation("timq:clear", "applied")
 }
 
 func TestWorkerMetrics(t *testing.T) {
@@ -64,6 +66,11 @@ func TestWorkerMetrics(t *testing.T) {
 	m.Outcome("timq:recall", metrics.OutcomeRetried)
 	m.Outcome("timq:recall", metrics.OutcomeApplied)
 	m.DeadLetterAdded("timq:recall", "permanent")
+	m.EnqueueToCall("timq:modify", 20*time.Millisecond)
+	m.EnqueueToCall("timq:modify", -time.Millisecond) // clocks apart: counted as 0
+	m.JobOperation("timq:modify", "applied")
+	m.JobOperation("timq:modify", "applied")
+	m.JobOperation("timq:modify", "cancelled")
 
 	for _, c := range []struct {
 		name   string
@@ -79,6 +86,9 @@ func TestWorkerMetrics(t *testing.T) {
 		{"timq_task_retries_total", map[string]string{"task_type": "timq:recall"}, 1},
 		{"timq_api_call_duration_seconds", map[string]string{"endpoint": "group_msg_recall"}, 2},
 		{"timq_ratelimit_wait_seconds", map[string]string{"endpoint": "group_msg_recall"}, 1},
+		{"timq_interactive_enqueue_to_call_seconds", map[string]string{"task_type": "timq:modify"}, 2},
+		{"timq_job_operations_total", map[string]string{"task_type": "timq:modify", "outcome": "applied"}, 2},
+		{"timq_job_operations_total", map[string]string{"task_type": "timq:modify", "outcome": "cancelled"}, 1},
 	} {
 		if got := val(t, reg, c.name, c.labels); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
@@ -114,6 +124,10 @@ func (f *fakeInspector) GetQueueInfo(q string) (*asynq.QueueInfo, error) {
 	return f.info[q], nil
 }
 
+type fakeJobs map[string]int64
+
+func (f fakeJobs) CountByState(context.Context) (map[string]int64, error) { return f, nil }
+
 type fakeDLQ struct{ n int64 }
 
 func (f fakeDLQ) Count(context.Context) (int64, error) { return f.n, nil }
@@ -124,7 +138,8 @@ func TestQueueStatsNeverReadsOnScrape(t *testing.T) {
 		"timq-clear": {Queue: "timq-clear", Pending: 3, Archived: 2, Latency: 1500 * time.Millisecond},
 	}}
 	qs, err := metrics.NewQueueStats(metrics.QueueStatsConfig{
-		Inspector: insp, DeadLetters: fakeDLQ{n: 9}, Queues: []string{"timq-clear", "timq-recall"}, Interval: time.Hour,
+		Inspector: insp, DeadLetters: fakeDLQ{n: 9}, Jobs: fakeJobs{"running": 2, "done": 5},
+		Queues: []string{"timq-clear", "timq-recall"}, Interval: time.Hour,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -153,6 +168,9 @@ func TestQueueStatsNeverReadsOnScrape(t *testing.T) {
 		want   float64
 	}{
 		{"timq_dead_letters_held", nil, 9},
+		{"timq_jobs", map[string]string{"state": "running"}, 2},
+		{"timq_jobs", map[string]string{"state": "done"}, 5},
+		{"timq_jobs", map[string]string{"state": "paused"}, 0},
 		{"timq_queue_latency_seconds", map[string]string{"queue": "timq-clear"}, 1.5},
 		{"timq_queue_tasks", map[string]string{"queue": "timq-clear", "state": "pending"}, 3},
 		{"timq_queue_tasks", map[string]string{"queue": "timq-clear", "state": "archived"}, 2},

@@ -27,6 +27,14 @@ type DeadLetterCounter interface {
 	Count(ctx context.Context) (int64, error)
 }
 
+// JobCounter is the part of *jobs.Store QueueStats reads.
+type JobCounter interface {
+	CountByState(ctx context.Context) (map[string]int64, error)
+}
+
+// JobStates lists the values of timq_jobs' state label.
+var JobStates = []string{"queued", "running", "paused", "done", "cancelled"}
+
 // QueueStatsConfig configures QueueStats.
 type QueueStatsConfig struct {
 	// Inspector reads asynq's queues. Required.
@@ -34,6 +42,9 @@ type QueueStatsConfig struct {
 	// DeadLetters counts the dead-letter store. Optional: without it
 	// timq_dead_letters_held is not exported.
 	DeadLetters DeadLetterCounter
+	// Jobs counts jobs by state. Optional: without it timq_jobs is not
+	// exported.
+	Jobs JobCounter
 	// Queues are reported even before asynq knows them (with zeros), in
 	// addition to every queue asynq knows. Defaults to none.
 	Queues []string
@@ -58,10 +69,11 @@ type QueueStats struct {
 	queues  map[string]*asynq.QueueInfo // nil until the first successful read
 	held    int64
 	heldOK  bool
+	jobs    map[string]int64 // nil without Jobs
 	updated time.Time
 	errors  float64
 
-	descTasks, descLatency, descPaused, descHeld, descUpdated, descErrors *prometheus.Desc
+	descTasks, descLatency, descPaused, descHeld, descJobs, descUpdated, descErrors *prometheus.Desc
 }
 
 // NewQueueStats returns a QueueStats for cfg; register it on a registry and
@@ -90,6 +102,8 @@ func NewQueueStats(cfg QueueStatsConfig) (*QueueStats, error) {
 			"1 when the queue is paused (asynqmon or asynq's CLI can pause it), else 0.", []string{"queue"}, nil),
 		descHeld: prometheus.NewDesc("timq_dead_letters_held",
 			"Entries in timq's dead-letter store (timq dlq ls), as of the last read.", nil, nil),
+		descJobs: prometheus.NewDesc("timq_jobs",
+			"Jobs kept (running, or ended within their retention) by state, as of the last read.", []string{"state"}, nil),
 		descUpdated: prometheus.NewDesc("timq_queue_stats_updated_timestamp_seconds",
 			"Unix time at which queue sizes and the dead-letter count were last read successfully.", nil, nil),
 		descErrors: prometheus.NewDesc("timq_queue_stats_errors_total",
@@ -102,7 +116,7 @@ var States = []string{"pending", "active", "scheduled", "retry", "archived", "co
 
 // Describe implements prometheus.Collector.
 func (s *QueueStats) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{s.descTasks, s.descLatency, s.descPaused, s.descHeld, s.descUpdated, s.descErrors} {
+	for _, d := range []*prometheus.Desc{s.descTasks, s.descLatency, s.descPaused, s.descHeld, s.descJobs, s.descUpdated, s.descErrors} {
 		ch <- d
 	}
 }
@@ -131,6 +145,11 @@ func (s *QueueStats) Collect(ch chan<- prometheus.Metric) {
 	if s.heldOK {
 		ch <- prometheus.MustNewConstMetric(s.descHeld, prometheus.GaugeValue, float64(s.held))
 	}
+	if s.jobs != nil {
+		for _, st := range JobStates {
+			ch <- prometheus.MustNewConstMetric(s.descJobs, prometheus.GaugeValue, float64(s.jobs[st]), st)
+		}
+	}
 }
 
 // Refresh reads every queue's sizes and the dead-letter count once and
@@ -144,13 +163,17 @@ func (s *QueueStats) Refresh(ctx context.Context) error {
 	if err == nil && s.cfg.DeadLetters != nil {
 		held, err = s.cfg.DeadLetters.Count(ctx)
 	}
+	var jobs map[string]int64
+	if err == nil && s.cfg.Jobs != nil {
+		jobs, err = s.cfg.Jobs.CountByState(ctx)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
 		s.errors++
 		return err
 	}
-	s.queues, s.held, s.heldOK, s.updated = queues, held, s.cfg.DeadLetters != nil, time.Now()
+	s.queues, s.held, s.heldOK, s.jobs, s.updated = queues, held, s.cfg.DeadLetters != nil, jobs, time.Now()
 	return nil
 }
 
