@@ -19,7 +19,7 @@ const DefaultDashAddr = "127.0.0.1:8080"
 // credentials, and a --root-path that dashboard.CheckRootPath refuses (such
 // as "//", "/x/../y" or "/a b/").
 func runDash(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "dash", "[--addr HOST:PORT] [--read-only] [--root-path PATH]\n\nServes the asynqmon dashboard for timq's queues, and timq's dead letters at /dlq/.\nSettings: TIMQ_REDIS_URL (or TIMQ_REDIS_CLUSTER_ADDRS); credentials TIMQ_DASH_USER and\nTIMQ_DASH_PASSWORD (basic auth) and/or TIMQ_DASH_TOKEN (bearer token), required unless\n--addr is a loopback address.")
+	fs := newFlagSet(env, "dash", "[--addr HOST:PORT] [--read-only] [--root-path PATH]\n\nServes the asynqmon dashboard for timq's queues, timq's jobs at /jobs/ and its dead letters at /dlq/.\nSettings: TIMQ_REDIS_URL (or TIMQ_REDIS_CLUSTER_ADDRS); credentials TIMQ_DASH_USER and\nTIMQ_DASH_PASSWORD (basic auth) and/or TIMQ_DASH_TOKEN (bearer token), required unless\n--addr is a loopback address.")
 	addr := fs.String("addr", DefaultDashAddr, "listen on HOST:PORT")
 	readOnly := fs.Bool("read-only", false, "look but do not touch: refuse every request that would delete, run, archive or pause")
 	root := fs.String("root-path", "/", "URL path to serve the dashboard under, e.g. /timq behind a proxy: a clean absolute path of letters, digits and - . _ ~")

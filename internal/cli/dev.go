@@ -35,7 +35,7 @@ func runDev(ctx context.Context, env *Env, args []string) error {
 	}
 	opts.Logger = log
 	opts.Ready = func(e devrun.Endpoints) {
-		fmt.Fprintf(env.Stdout, "timq dev: dashboard at %s\n", e.DashboardURL)
+		fmt.Fprintf(env.Stdout, "timq dev: dashboard at %s (jobs at %sjobs/, dead letters at %sdlq/)\n", e.DashboardURL, e.DashboardURL, e.DashboardURL)
 		fmt.Fprintf(env.Stdout, "timq dev: embedded Redis at %s (try: TIMQ_REDIS_URL=%s timq stats)\n", e.RedisURL, e.RedisURL)
 		fmt.Fprintf(env.Stdout, "timq dev: API emulator at %s; Ctrl-C to stop\n", e.EmulatorURL)
 	}

@@ -227,6 +227,7 @@ func runWorkerWithHTTP(ctx context.Context, env *Env, s *workerSettings, cfg wor
 		}
 		if dash, err = dashboard.New(dashboard.Config{
 			Redis: s.redis.Conn, RootPath: httpserver.DashboardPath, ReadOnly: s.dashReadOnly, Auth: auth, Logger: log,
+			JobRetention: cfg.JobRetention,
 		}); err != nil {
 			return UsageError("%v", err)
 		}

@@ -2,7 +2,6 @@ package dashboard_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,9 +10,12 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/fetch"
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/timq/timq/internal/dashboard"
+	"github.com/timq/timq/internal/jobs"
+	"github.com/timq/timq/internal/testenv"
 	"github.com/timq/timq/tasks"
 )
 
@@ -122,19 +124,31 @@ func answerAuthPrompts(t *testing.T, ctx context.Context) *atomic.Pointer[[2]str
 	return &creds
 }
 
-// waitText waits until the page's text contains every one of want.
+// waitText waits until the page's text contains every one of want. It reads
+// the text afresh each time, so a navigation in between (a link or a form
+// the test clicked) only means another read.
 func waitText(t *testing.T, ctx context.Context, what string, want ...string) {
 	t.Helper()
-	var conds []string
-	for _, w := range want {
-		conds = append(conds, fmt.Sprintf("document.body.innerText.includes(%q)", w))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+		if err == nil && containsAll(text, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: page never showed %q (last error: %v)\npage text:\n%s", what, want, err, text)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := chromedp.Do(wctx, chromedp.Poll[chromedp.Void](strings.Join(conds, " && "), chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
-		text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
-		t.Fatalf("%s: page never showed %q: %v\npage text:\n%s", what, want, err, text)
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
 	}
+	return true
 }
 
 func screenshot(t *testing.T, ctx context.Context, dir, name string) {
@@ -212,4 +226,73 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	waitText(t, ctx, "dead-letter page", "Dead letters", e.missing, "clear @TGS#MISSING all messages", "timq dlq requeue")
 	screenshot(t, ctx, dir, "dashboard-dlq.png")
+}
+
+// TestJobsPagesInChromium drives the jobs pages in headless Chromium: the
+// list shows a job's progress, its page pauses, resumes and (after the
+// browser's confirmation) cancels it, each checked in Redis.
+func TestJobsPagesInChromium(t *testing.T) {
+	needChromium(t)
+	t.Parallel()
+	r := testenv.Redis(t)
+	store := jobs.NewStore(r.Client(t), 0)
+	id := seedJob(t, r, "browser cleanup", 12)
+	user, pass := "operator", "jobs-pw"
+	base := serve(t, r, "/", dashboard.Auth{User: user, Password: pass}, false)
+	dir := screenshotDir(t)
+	ctx := browser(t)
+	answerAuthPrompts(t, ctx).Store(&[2]string{user, pass})
+
+	var dialogs atomic.Int32
+	go func() {
+		for ev, err := range chromedp.Events(ctx, cdppage.JavascriptDialogOpening) {
+			if err != nil {
+				return
+			}
+			if strings.Contains(ev.Message, "Cancel this job?") {
+				dialogs.Add(1)
+			}
+			_, _ = chromedp.Call(ctx, cdppage.HandleJavaScriptDialog, cdppage.HandleJavaScriptDialogParams{Accept: true})
+		}
+	}()
+	state := func(want string) {
+		t.Helper()
+		testenv.WaitFor(t, 10*time.Second, "job "+want+" in Redis", func() bool {
+			j, err := store.Get(context.Background(), id)
+			return err == nil && j.State == want
+		})
+	}
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/jobs/")); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, "jobs page", "Jobs", id, "browser cleanup", "queued", "0.0%")
+	screenshot(t, ctx, dir, "dashboard-jobs.png")
+
+	if err := chromedp.Do(ctx, chromedp.Click(`a[href$="/jobs/`+id+`"]`)); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, "job page", "Job "+id, "Failures", "No failures.")
+	if err := chromedp.Do(ctx, chromedp.Click("#pause")); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, "paused job page", "pause: done", "paused")
+	state(jobs.StatePaused)
+	if err := chromedp.Do(ctx, chromedp.Click("#resume")); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, "resumed job page", "resume: done", "running")
+	state(jobs.StateRunning)
+	if err := chromedp.Do(ctx, chromedp.Click("#cancel")); err != nil {
+		t.Fatal(err)
+	}
+	waitText(t, ctx, "cancelled job page", "cancel: done", "cancelled", "100.0%")
+	state(jobs.StateCancelled)
+	if n := dialogs.Load(); n != 1 {
+		t.Fatalf("%d confirmations asked before cancelling, want 1", n)
+	}
+	if j, _ := store.Get(context.Background(), id); j.Counts.Cancelled != 12 {
+		t.Fatalf("cancelled job counts %+v, want 12 cancelled", j.Counts)
+	}
+	screenshot(t, ctx, dir, "dashboard-job.png")
 }

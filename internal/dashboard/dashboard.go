@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/timq/timq/internal/dlq"
+	"github.com/timq/timq/internal/jobs"
 )
 
 // Config configures a Dashboard.
@@ -24,9 +26,14 @@ type Config struct {
 	// refuses anything else with an error naming RootPath.
 	RootPath string
 	// ReadOnly makes asynqmon refuse every request but GET, so the
-	// dashboard cannot delete, run, archive, cancel or pause anything. The
-	// dead-letter view is read-only either way.
+	// dashboard cannot delete, run, archive, cancel or pause anything, and
+	// leaves the jobs pages without their pause, resume and cancel
+	// buttons. The dead-letter view is read-only either way.
 	ReadOnly bool
+	// JobRetention is how long a job cancelled from the dashboard keeps its
+	// summary; set it as the workers' Config.JobRetention. Defaults to
+	// jobs.DefaultRetention.
+	JobRetention time.Duration
 	// Auth holds the credentials every request must carry. The zero Auth
 	// lets every request in: check the listening address with CheckAddr.
 	Auth Auth
@@ -41,6 +48,9 @@ type Config struct {
 //	ROOT/dlq/                  the dead-letter store as an HTML table, oldest first
 //	ROOT/dlq/api/entries       the same as JSON: ?offset=N&limit=N (1-1000, default 100)&code=N
 //	ROOT/dlq/api/entries/{id}  one entry as JSON
+//	ROOT/jobs/                 jobs with progress, counts, rate and ETA, newest first
+//	ROOT/jobs/{id}             one job, its failures, and (unless ReadOnly) pause, resume, cancel
+//	ROOT/jobs/api/jobs[/{id}]  the same as JSON
 //
 // Requests other than GET and HEAD from another origin (cross-site request
 // forgery riding on a browser's saved basic-auth credentials) are refused
@@ -83,7 +93,8 @@ func New(cfg Config) (*Dashboard, error) {
 		ReadOnly:         cfg.ReadOnly,
 	})
 	web := &dlqWeb{store: dlq.New(rdb), root: root, log: cfg.Logger}
-	mux, err := newMux(root, web, mon)
+	jw := &jobsWeb{store: jobs.NewStore(rdb, cfg.JobRetention), root: root, readOnly: cfg.ReadOnly, log: cfg.Logger}
+	mux, err := newMux(root, web, jw, mon)
 	if err != nil {
 		mon.Close()
 		rdb.Close()
@@ -101,7 +112,7 @@ func New(cfg Config) (*Dashboard, error) {
 // pattern it cannot parse; newMux returns that panic as an error instead.
 // CheckRootPath keeps such roots out, so the error is a second line of
 // defence.
-func newMux(root string, web *dlqWeb, mon http.Handler) (mux *http.ServeMux, err error) {
+func newMux(root string, web *dlqWeb, jw *jobsWeb, mon http.Handler) (mux *http.ServeMux, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			mux, err = nil, fmt.Errorf("cannot route it: %v", p)
@@ -112,6 +123,12 @@ func newMux(root string, web *dlqWeb, mon http.Handler) (mux *http.ServeMux, err
 	mux.HandleFunc("GET "+root+"/dlq/api/entries/{id...}", web.get)
 	mux.HandleFunc("GET "+root+"/dlq/{$}", web.html)
 	mux.Handle(root+"/dlq", http.RedirectHandler(root+"/dlq/", http.StatusFound))
+	mux.HandleFunc("GET "+root+"/jobs/api/jobs", jw.apiList)
+	mux.HandleFunc("GET "+root+"/jobs/api/jobs/{id}", jw.apiGet)
+	mux.HandleFunc("GET "+root+"/jobs/{$}", jw.list)
+	mux.HandleFunc("GET "+root+"/jobs/{id}", jw.show)
+	mux.HandleFunc("POST "+root+"/jobs/{id}/{action}", jw.control)
+	mux.Handle(root+"/jobs", http.RedirectHandler(root+"/jobs/", http.StatusFound))
 	mux.Handle(root+"/", mon)
 	if root != "" {
 		mux.Handle(root, http.RedirectHandler(root+"/", http.StatusFound))

@@ -11,7 +11,7 @@ import (
 // http.ServeMux panic.
 func TestNewMuxTurnsARoutingPanicIntoAnError(t *testing.T) {
 	for _, root := range []string{"/", "/x/../y", "/a b", "/{$}"} {
-		mux, err := newMux(root, &dlqWeb{}, http.NotFoundHandler())
+		mux, err := newMux(root, &dlqWeb{}, &jobsWeb{}, http.NotFoundHandler())
 		if mux != nil || err == nil {
 			t.Errorf("newMux(%q) = %v, %v; want nil and an error", root, mux, err)
 			continue
@@ -21,7 +21,7 @@ func TestNewMuxTurnsARoutingPanicIntoAnError(t *testing.T) {
 		}
 	}
 	for _, root := range []string{"", "/monitoring"} {
-		if mux, err := newMux(root, &dlqWeb{}, http.NotFoundHandler()); mux == nil || err != nil {
+		if mux, err := newMux(root, &dlqWeb{}, &jobsWeb{}, http.NotFoundHandler()); mux == nil || err != nil {
 			t.Errorf("newMux(%q) = %v, %v; want a mux", root, mux, err)
 		}
 	}
