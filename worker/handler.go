@@ -58,7 +58,7 @@ func (w *Worker) call(ctx context.Context, ep chatapi.Endpoint, a attempt, fn fu
 	pacer := w.pacers[ep]
 	throttles := 0
 	for {
-		if err := pacer.Wait(ctx); err != nil {
+		if err := w.waitTurn(ctx, pacer, ep, a); err != nil {
 			return err
 		}
 		callStart := time.Now()

@@ -9,8 +9,10 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/dlq"
 	"github.com/timq/timq/internal/jobs"
+	"github.com/timq/timq/internal/ratelimit"
 )
 
 // Jobs' operations run in a lane of their own per endpoint (jobs.LaneQueue),
@@ -113,6 +115,31 @@ func (w *Worker) countJobOp(ctx context.Context, op jobs.Op, taskType string, ou
 		w.metrics.JobOperation(taskType, string(outcome))
 	}
 	return err
+}
+
+// maxJobWaiters is how many job operations of an endpoint may wait for the
+// endpoint's token at once in one worker. The rest wait before that, in
+// waitTurn. The rate limiters hand out tokens in the order they were asked
+// (a reservation each), so an interactive call asks behind at most this
+// many job calls, a few milliseconds at the API's rate, rather than behind
+// every job task the worker's concurrency lets run. Four keep a token
+// taken at every slot: a waiter that gets one is replaced at once.
+const maxJobWaiters = 4
+
+// waitTurn waits for the endpoint's token; a job operation first waits for
+// one of the endpoint's maxJobWaiters places.
+func (w *Worker) waitTurn(ctx context.Context, l ratelimit.Limiter, ep chatapi.Endpoint, a attempt) error {
+	places, ok := w.jobWaiters[ep]
+	if !ok || !jobs.IsLane(a.queue) {
+		return l.Wait(ctx)
+	}
+	select {
+	case places <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-places }()
+	return l.Wait(ctx)
 }
 
 func pausedDelay() time.Duration {

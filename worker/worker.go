@@ -63,6 +63,7 @@ type Worker struct {
 	jobs         *jobs.Store
 	progress     *recallProgress
 	pacers       map[chatapi.Endpoint]ratelimit.Limiter
+	jobWaiters   map[chatapi.Endpoint]chan struct{}     // see waitTurn
 	budgets      map[chatapi.Endpoint]*ratelimit.Shared // the shared budgets behind pacers; nil with LocalBudgetOnly
 	recalls      *recallbatch.Batcher
 	startRecalls sync.Once
@@ -124,6 +125,10 @@ func New(cfg Config) (*Worker, error) {
 		progress: &recallProgress{rdb: rdb, ttl: DefaultRecallProgressTTL},
 		pacers:   map[chatapi.Endpoint]ratelimit.Limiter{},
 		metrics:  m,
+		jobWaiters: map[chatapi.Endpoint]chan struct{}{
+			chatapi.EndpointClear:  make(chan struct{}, maxJobWaiters),
+			chatapi.EndpointModify: make(chan struct{}, maxJobWaiters),
+		},
 	}
 	for _, ep := range []chatapi.Endpoint{chatapi.EndpointClear, chatapi.EndpointRecall, chatapi.EndpointModify} {
 		if cfg.LocalBudgetOnly {

@@ -82,7 +82,14 @@ func TypeOf(endpoint string) string { return "timq:" + endpoint }
 
 // LaneQueue returns the job lane's queue of a task type: the worker serves
 // it after every interactive queue of the same endpoint.
-func LaneQueue(taskType string) string { return "timq-job-" + endpointOf(taskType) }
+func LaneQueue(taskType string) string { return lanePrefix + endpointOf(taskType) }
+
+const lanePrefix = "timq-job-"
+
+// IsLane reports whether queue is a job lane.
+func IsLane(queue string) bool {
+	return strings.HasPrefix(queue, lanePrefix) && endpointOf(TypeOf(strings.TrimPrefix(queue, lanePrefix))) != ""
+}
 
 func jobKey(id string) string      { return "timq:job:{" + id + "}" }
 func opsKey(id, ep string) string  { return jobKey(id) + ":ops:" + ep }
