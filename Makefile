@@ -30,7 +30,7 @@ test-embedded:
 build:
 	$(GO) build -o $(BIN) ./cmd/timq
 
-## bench: the benchmark program (internal/bench): 1, 2 and 4 worker processes against the emulator, then the recall scenarios; table on stdout, results.md, calls.csv, calls.png in bench-out/
+## bench: the benchmark program (internal/bench): 1, 2 and 4 worker processes against the emulator, then the recall scenarios and the jobs phase; table on stdout, results.md, calls.csv, calls.png in bench-out/
 bench: build
 	$(BIN) bench
 

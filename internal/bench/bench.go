@@ -10,6 +10,10 @@
 // measures enqueue-to-call latency with the queues idle. Then, with one
 // worker and recalls only, it runs the recall scenarios: a backlog of
 // single-message recalls over 50 groups, one hot group, and a lone recall.
+// Last, with one worker, the jobs phase (see runJobs): enqueue-to-call of
+// interactive operations on an idle worker and behind a 100,000-operation
+// job, how two running jobs share the job lane, and a 1,000,000-line
+// `timq bulk`: its wall time and Redis's used_memory around the job.
 //
 // Everything it reports comes from outside the workers: call counts, the
 // sliding-second maximum and 60007 answers from the emulator's statistics;
@@ -75,6 +79,10 @@ type Config struct {
 	Out string
 	// SkipRecallScenarios leaves out the recall-only scenarios.
 	SkipRecallScenarios bool
+	// SkipJobs leaves out the jobs phase (see runJobs): interactive
+	// latency behind a job, two jobs' shares of the job lane, and a
+	// 1,000,000-line `timq bulk` with Redis's memory around it.
+	SkipJobs bool
 	// RedisAddr is the real Redis to try first; defaults to 127.0.0.1:6379.
 	RedisAddr string
 	// Rate is the emulator's limit per endpoint and the workers' TIMQ_RATE.
@@ -272,8 +280,10 @@ type Results struct {
 	Cfg       Config
 	Rows      []Row
 	Recall    []RecallRow
-	Commands  []CommandMix
-	Series    []series
+	// Jobs is the jobs phase's figures; nil when it was skipped.
+	Jobs     *JobsResult
+	Commands []CommandMix
+	Series   []series
 }
 
 // runner holds one bench run's processes and clients.
@@ -357,6 +367,11 @@ func Run(ctx context.Context, cfg Config) (res *Results, err error) {
 	if !cfg.SkipRecallScenarios {
 		if err := r.runRecallScenarios(ctx); err != nil {
 			return r.res, err
+		}
+	}
+	if !cfg.SkipJobs {
+		if err := r.runJobs(ctx); err != nil {
+			return r.res, fmt.Errorf("jobs: %w", err)
 		}
 	}
 	r.res.Elapsed = time.Since(r.res.Started)
@@ -580,12 +595,7 @@ func (r *runner) runMixed(ctx context.Context, n int) error {
 	for i := range per {
 		groups = append(groups, sim.SeedGroup{GroupID: fmt.Sprintf("br-%d", i), Type: sim.GroupPublic, Messages: 1})
 	}
-	for i := range latN {
-		groups = append(groups, sim.SeedGroup{GroupID: fmt.Sprintf("lc-%d", i), Type: sim.GroupPublic, Messages: 1})
-	}
-	groups = append(groups,
-		sim.SeedGroup{GroupID: "lm", Type: sim.GroupPublic, Messages: latN},
-		sim.SeedGroup{GroupID: "lr", Type: sim.GroupPublic, Messages: latN})
+	groups = append(groups, latencyGroups("l", latN)...)
 	if err := r.reset(ctx, groups); err != nil {
 		return err
 	}
@@ -625,7 +635,7 @@ func (r *runner) runMixed(ctx context.Context, n int) error {
 	r.progress("%s: backlog %s after %v; idle phase: %d tasks/s per endpoint for %v",
 		name, map[bool]string{true: "drained", false: "NOT drained"}[drained], time.Since(start).Round(time.Second), latencyRate, r.cfg.latencyPhase())
 
-	lat, missing, err := r.latencyPhase(ctx, latN)
+	lat, missing, err := r.latencyPhase(ctx, "l", latN)
 	if err != nil {
 		stopWorkers(ws)
 		return err
@@ -699,11 +709,26 @@ func (r *runner) runMixed(ctx context.Context, n int) error {
 	return nil
 }
 
+// latencyGroups are the groups latencyPhase(ctx, prefix, k) sends to, to
+// seed before it runs: PREFIXc-0 .. PREFIXc-(k-1) with a message each for
+// the clears, PREFIXm and PREFIXr with k messages for the modifies and the
+// recalls. A prefix serves one latencyPhase per reset.
+func latencyGroups(prefix string, k int) []sim.SeedGroup {
+	var groups []sim.SeedGroup
+	for i := range k {
+		groups = append(groups, sim.SeedGroup{GroupID: fmt.Sprintf("%sc-%d", prefix, i), Type: sim.GroupPublic, Messages: 1})
+	}
+	return append(groups,
+		sim.SeedGroup{GroupID: prefix + "m", Type: sim.GroupPublic, Messages: k},
+		sim.SeedGroup{GroupID: prefix + "r", Type: sim.GroupPublic, Messages: k})
+}
+
 // latencyPhase enqueues k tasks per endpoint at latencyRate per second per
-// endpoint, through the enqueue package as a backend would, while the queues
-// are otherwise empty, then reads from the emulator when each call arrived.
-// The modify's CloudCustomData carries its enqueue time.
-func (r *runner) latencyPhase(ctx context.Context, k int) (map[chatapi.Endpoint][]time.Duration, map[chatapi.Endpoint]int, error) {
+// endpoint, through the enqueue package as a backend would, to the groups of
+// latencyGroups(prefix, k), then waits until the interactive queues are
+// empty (jobs' lanes are not looked at) and reads from the emulator when
+// each call arrived. The modify's CloudCustomData carries its enqueue time.
+func (r *runner) latencyPhase(ctx context.Context, prefix string, k int) (map[chatapi.Endpoint][]time.Duration, map[chatapi.Endpoint]int, error) {
 	type sent struct{ clear, recall time.Time }
 	at := make([]sent, k)
 	tick := time.NewTicker(time.Second / latencyRate)
@@ -715,15 +740,15 @@ func (r *runner) latencyPhase(ctx context.Context, k int) (map[chatapi.Endpoint]
 		case <-tick.C:
 		}
 		at[i].clear = time.Now()
-		if _, err := r.enq.Clear(ctx, tasks.Clear{GroupId: fmt.Sprintf("lc-%d", i)}); err != nil {
+		if _, err := r.enq.Clear(ctx, tasks.Clear{GroupId: fmt.Sprintf("%sc-%d", prefix, i)}); err != nil {
 			return nil, nil, err
 		}
 		ccd := "bench-enqueued-unixnano=" + strconv.FormatInt(time.Now().UnixNano(), 10)
-		if _, err := r.enq.Modify(ctx, tasks.Modify{GroupId: "lm", MsgSeq: uint64(i + 1), CloudCustomData: &ccd}); err != nil {
+		if _, err := r.enq.Modify(ctx, tasks.Modify{GroupId: prefix + "m", MsgSeq: uint64(i + 1), CloudCustomData: &ccd}); err != nil {
 			return nil, nil, err
 		}
 		at[i].recall = time.Now()
-		if _, err := r.enq.Recall(ctx, tasks.Recall{GroupId: "lr", MsgSeqList: []chatapi.MsgSeqItem{{MsgSeq: uint64(i + 1)}}}); err != nil {
+		if _, err := r.enq.Recall(ctx, tasks.Recall{GroupId: prefix + "r", MsgSeqList: []chatapi.MsgSeqItem{{MsgSeq: uint64(i + 1)}}}); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -740,12 +765,12 @@ func (r *runner) latencyPhase(ctx context.Context, k int) (map[chatapi.Endpoint]
 		lat[ep] = append(lat[ep], to.Sub(from))
 	}
 	for i := range k {
-		g, err := r.sim.Group(ctx, fmt.Sprintf("lc-%d", i))
+		g, err := r.sim.Group(ctx, fmt.Sprintf("%sc-%d", prefix, i))
 		if err != nil {
 			return nil, nil, err
 		}
 		add(chatapi.EndpointClear, at[i].clear, g.LastClearAt)
-		m, err := r.sim.Message(ctx, "lm", uint64(i+1))
+		m, err := r.sim.Message(ctx, prefix+"m", uint64(i+1))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -755,7 +780,7 @@ func (r *runner) latencyPhase(ctx context.Context, k int) (map[chatapi.Endpoint]
 		} else {
 			missing[chatapi.EndpointModify]++
 		}
-		m, err = r.sim.Message(ctx, "lr", uint64(i+1))
+		m, err = r.sim.Message(ctx, prefix+"r", uint64(i+1))
 		if err != nil {
 			return nil, nil, err
 		}

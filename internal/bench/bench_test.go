@@ -373,7 +373,7 @@ func TestBenchSmoke(t *testing.T) {
 	defer cancel()
 	var progress bytes.Buffer
 	out := filepath.Join(dir, "out")
-	res, err := Run(ctx, Config{Bin: bin, Workers: []int{1}, Duration: 3 * time.Second, Out: out,
+	res, err := Run(ctx, Config{Bin: bin, Workers: []int{1}, Duration: 3 * time.Second, Out: out, SkipJobs: true,
 		RedisAddr: os.Getenv("REDIS_ADDR"), Progress: &progress})
 	if err != nil {
 		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
@@ -444,5 +444,43 @@ not json: a runtime message
 	}
 	if got := droppedShare(ratelimit.SharedStats{}); got != -1 {
 		t.Errorf("droppedShare of nothing = %v, want -1", got)
+	}
+}
+
+func TestJobsTables(t *testing.T) {
+	j := &JobsResult{BacklogOps: 100_000, BulkLines: 1_000_000, BacklogPerSecond: 590,
+		Latency: []JobLatencyRow{{Endpoint: "clear_group_msg",
+			Idle:    LatencyStat{N: 50, P50: 12 * time.Millisecond, P99: 30 * time.Millisecond},
+			Backlog: LatencyStat{N: 49, Missing: 1, P50: 15 * time.Millisecond, P99: 80 * time.Millisecond}}},
+		Shares: []ShareRow{
+			{Weights: [2]int{1, 1}, Ops: 20_000, Applied: [2]int64{790, 800}, Window: 8 * time.Second, Calls: 1600},
+			{Weights: [2]int{1, 3}, Ops: 20_000, Applied: [2]int64{600, 1000}, Window: 8 * time.Second, Calls: -1},
+		},
+		BulkWall: 12 * time.Second, MemBaseline: 1 << 20, MemRunning: 90 << 20, MemPeak: 210 << 20, MemAfter: 2 << 20, BulkApplied: 1234}
+	if !j.Shares[0].Met() || j.Shares[1].Met() {
+		t.Errorf("shares met: %v %v, want true false", j.Shares[0].Met(), j.Shares[1].Met())
+	}
+	res := &Results{Cfg: Config{Rate: 200, Out: "x"}, Jobs: j}
+	var b bytes.Buffer
+	if err := res.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	text := b.String()
+	for _, want := range []string{"Jobs (one worker)", "behind 100,000-op job p50 ms", "80.0 (1 missing)",
+		"49.7% / 50.3% (790 / 800 ops)", "50.0% / 50.0% +- 5 points", "37.5% / 62.5%", "198.8 ops/s (99.4% of the limit), 200.0 modify calls/s",
+		"12.0 s", "<= 30s", "peak 210.0 MB", "+1.0 MB over baseline", "after it ends (cancelled)", "1,234 applied before the cancel"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q:\n%s", want, text)
+		}
+	}
+	// The running memory target fails on its peak, the 1:3 share on its split.
+	if n := strings.Count(text, " NO"); n != 2 {
+		t.Errorf("%d targets NOT met, want 2:\n%s", n, text)
+	}
+	if md := string(res.Markdown()); !strings.Contains(md, "## Jobs (one worker)") || !strings.Contains(md, "| share of calls |") {
+		t.Errorf("markdown lacks the jobs section:\n%s", md)
+	}
+	if got := thousands(1234567); got != "1,234,567" {
+		t.Errorf("thousands = %q", got)
 	}
 }

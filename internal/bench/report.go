@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -228,6 +229,18 @@ func (res *Results) WriteText(w io.Writer) error {
 			return err
 		}
 	}
+	if j := res.Jobs; j != nil {
+		fmt.Fprintln(w, "\nJobs (one worker):")
+		fmt.Fprintln(w, "Interactive operation latency, enqueue-to-call:")
+		if err := j.jobLatencyTable().text(w); err != nil {
+			return err
+		}
+		fmt.Fprintln(w, j.backlogNote())
+		fmt.Fprintln(w)
+		if err := j.jobsTable(res.Cfg.Rate).text(w); err != nil {
+			return err
+		}
+	}
 	_, err := fmt.Fprintf(w, "\n(%v in all; results.md, calls.csv, calls.png and logs/ in %s)\n", res.Elapsed.Round(time.Second), res.Cfg.Out)
 	return err
 }
@@ -268,6 +281,13 @@ func (res *Results) Markdown() []byte {
 		fmt.Fprintf(&b, "\n## Recall coalescing (recall only, one worker)\n\n")
 		res.recallTable().markdown(&b)
 		fmt.Fprintf(&b, "\n%s\n", strings.TrimSpace(recallNotes))
+	}
+	if j := res.Jobs; j != nil {
+		fmt.Fprintf(&b, "\n## Jobs (one worker)\n\nInteractive operation latency, enqueue-to-call:\n\n")
+		j.jobLatencyTable().markdown(&b)
+		fmt.Fprintf(&b, "\n%s\n\n", j.backlogNote())
+		j.jobsTable(c.Rate).markdown(&b)
+		fmt.Fprintf(&b, "\n%s\n", strings.TrimSpace(jobsNotes))
 	}
 	if len(res.Commands) > 0 {
 		fmt.Fprintf(&b, "\n## Redis commands per API call, by command\n\nWhole backlog run (worker start-up and drain included), all endpoints; commands under 0.01 per call left out.\n\n")
@@ -339,3 +359,111 @@ func (res *Results) writeFiles(dir string) error {
 	}
 	return os.WriteFile(filepath.Join(dir, "calls.png"), png.Bytes(), 0o644)
 }
+
+// latCells is a LatencyStat's p50 and p99 cells in ms, "-" without
+// samples; p99 is followed by "(N missing)" when some never arrived.
+func latCells(s LatencyStat) (p50, p99 string) {
+	if s.N == 0 {
+		return "-", "-"
+	}
+	p50, p99 = ms(s.P50), ms(s.P99)
+	if s.Missing > 0 {
+		p99 += fmt.Sprintf(" (%d missing)", s.Missing)
+	}
+	return p50, p99
+}
+
+// jobLatencyTable is one row per endpoint: interactive enqueue-to-call on
+// an idle worker and behind the backlog job, side by side.
+func (j *JobsResult) jobLatencyTable() table {
+	t := table{head: []string{"endpoint", "samples idle / behind", "idle p50 ms", "idle p99 ms",
+		fmt.Sprintf("behind %s-op job p50 ms", thousands(int64(j.BacklogOps))), "behind job p99 ms"}}
+	for _, r := range j.Latency {
+		i50, i99 := latCells(r.Idle)
+		b50, b99 := latCells(r.Backlog)
+		t.rows = append(t.rows, []string{r.Endpoint, fmt.Sprintf("%d / %d", r.Idle.N, r.Backlog.N), i50, i99, b50, b99})
+	}
+	return t
+}
+
+// metCell is "yes" or "NO" for a target, "-" when the figure is missing.
+func metCell(measured, ok bool) string {
+	switch {
+	case !measured:
+		return "-"
+	case ok:
+		return "yes"
+	}
+	return "NO"
+}
+
+// jobsTable is the jobs phase's other figures: shares, throughput, the
+// bulk command's wall time and Redis's memory, each with its target.
+func (j *JobsResult) jobsTable(rate int) table {
+	t := table{head: []string{"measure", "what", "figure", "target", "met"}}
+	add := func(cells ...string) { t.rows = append(t.rows, cells) }
+	for _, s := range j.Shares {
+		what := fmt.Sprintf("2 jobs x %s modifies, weights %d:%d, over %.1f s while both ran", thousands(int64(s.Ops)), s.Weights[0], s.Weights[1], s.Window.Seconds())
+		fig := "-"
+		if s.Share(0) >= 0 {
+			fig = fmt.Sprintf("%s / %s (%d / %d ops)", pct(s.Share(0)), pct(s.Share(1)), s.Applied[0], s.Applied[1])
+		}
+		add("share of calls", what, fig,
+			fmt.Sprintf("%s / %s +- %.0f points", pct(s.Want(0)), pct(s.Want(1)), 100*targetShareTolerant), metCell(s.Share(0) >= 0, s.Met()))
+		fig = fmt.Sprintf("%.1f ops/s (%.1f%% of the limit)", s.PerSecond(), 100*s.PerSecond()/float64(rate))
+		if s.Calls >= 0 {
+			fig += fmt.Sprintf(", %.1f modify calls/s", float64(s.Calls)/s.Window.Seconds())
+		}
+		add("throughput", fmt.Sprintf("the same pair (%d:%d)", s.Weights[0], s.Weights[1]), fig, "reported", "-")
+	}
+	bulkWhat := fmt.Sprintf("timq bulk of a %s-line file (a third each clear, recall, modify), start to exit", thousands(int64(j.BulkLines)))
+	if j.BulkErr != "" {
+		add("bulk wall time", bulkWhat, fmt.Sprintf("%.1f s, failed: %s", j.BulkWall.Seconds(), j.BulkErr), fmt.Sprintf("<= %v", targetBulkWall), "NO")
+	} else {
+		add("bulk wall time", bulkWhat, fmt.Sprintf("%.1f s", j.BulkWall.Seconds()), fmt.Sprintf("<= %v", targetBulkWall),
+			metCell(j.BulkWall > 0, j.BulkWall <= targetBulkWall))
+	}
+	over := func(v int64) string {
+		if v < 0 || j.MemBaseline < 0 {
+			return mb(v)
+		}
+		return fmt.Sprintf("%s (%+.1f MB over baseline)", mb(v), float64(v-j.MemBaseline)/(1<<20))
+	}
+	add("Redis used_memory", "baseline, before timq bulk", mb(j.MemBaseline), "reported", "-")
+	running := over(j.MemRunning)
+	if j.MemPeak >= 0 {
+		running += fmt.Sprintf("; peak %s from bulk start", mb(j.MemPeak))
+	}
+	add("Redis used_memory", fmt.Sprintf("the %s-op job queued/running (%s applied before the cancel)", thousands(int64(j.BulkLines)), thousands(j.BulkApplied)),
+		running, fmt.Sprintf("<= %s", mb(targetMemRunning)), metCell(j.MemRunning >= 0, max(j.MemRunning, j.MemPeak) <= targetMemRunning))
+	add("Redis used_memory", "after it ends (cancelled)", over(j.MemAfter), fmt.Sprintf("<= %s", mb(targetMemAfter)),
+		metCell(j.MemAfter >= 0, j.MemAfter <= targetMemAfter))
+	return t
+}
+
+// thousands formats n with commas: 1,000,000.
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	if neg {
+		return "-" + s
+	}
+	return s
+}
+
+// backlogNote says how fast the backlog job ran while measured behind.
+func (j *JobsResult) backlogNote() string {
+	return fmt.Sprintf("The %s-operation job (a third each clear, recall, modify) applied %.1f operations/s across the three endpoints while the latencies behind it were measured.",
+		thousands(int64(j.BacklogOps)), j.BacklogPerSecond)
+}
+
+const jobsNotes = `
+- **latency**: the main table's idle measurement (20 operations per second per endpoint through the enqueue package, enqueue to the emulator's arrival time of the call), 50 per endpoint, with one worker process: first with nothing else queued, then while a job runs in every endpoint's job lane (it has applied a second's worth first, so the lanes are full). The job lane is served after the interactive queues; what an interactive operation still waits behind is the job tasks already running and the shared pacer.
+- **share of calls**: two jobs of modifies stored at once, measured from the job store's applied counts at the two ends of a window that starts 3 s after both applied their first operation; each modify is one modify_group_msg call. Both jobs still have most of their operations left at the end, then are cancelled.
+- **bulk wall time**: the timq binary's bulk command on a file the bench writes (and removes afterwards), from start to exit: it validates every line, then stores the job. A worker is running, so the feeder starts the job as soon as it is stored.
+- **Redis used_memory**: INFO memory of the whole server (other databases of a shared server count too, hence the baseline), before the bulk command; once the job has applied its first operations (and the highest of samples every 200 ms from the bulk command's start); and after the job, cancelled (running 1,000,000 operations at the limit would take over an hour), has ended: its operation lists and bitmaps are then deleted and only its summary stays for its retention.
+`

@@ -20,10 +20,13 @@ Runs the benchmark behind "make bench": a Redis (the one at REDIS_ADDR or
 127.0.0.1:6379 when it answers, else a redis-server or an embedded one), the
 emulator with 40 ms + up to 20 ms latency, and 1, 2 then 4 timq worker
 processes, each draining a mixed backlog (clear, recall, modify) sized to
-keep every endpoint busy for --duration; then the recall scenarios.
+keep every endpoint busy for --duration; then the recall scenarios; then
+the jobs phase (interactive latency idle and behind a 100,000-operation job,
+the shares of two concurrent jobs, timq bulk of 1,000,000 lines and the
+Redis memory that job takes while it runs and after it ends).
 Prints one table row per worker count and endpoint and writes results.md,
 calls.csv, calls.png and logs/ to --out. Every process it starts is stopped
-when it ends or is interrupted. The full run takes about 2.5 minutes.`
+when it ends or is interrupted. The full run takes about 3.5 minutes.`
 
 // runBench runs internal/bench with the command's flags.
 func runBench(ctx context.Context, env *Env, args []string) error {
