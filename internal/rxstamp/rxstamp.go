@@ -19,7 +19,7 @@
 //
 // Stamps are kept on Linux. Elsewhere, or for a connection whose socket
 // refuses the option, connections are left as they are and Received reports
-// false. Linux switches stamping on for the machine a moment after the first
+// false. Linux turns stamping on system-wide a moment after the first
 // socket asks for it, so the first segments a process receives may carry no
 // stamp; for those Received reports false, and a caller falls back to its
 // own clock.

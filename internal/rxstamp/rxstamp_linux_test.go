@@ -64,7 +64,7 @@ func readAge(t *testing.T, br *bufio.Reader) time.Duration {
 }
 
 // awaitKernelStamping returns once the kernel stamps incoming segments. Linux
-// turns receive stamping on for the whole machine a moment after the first
+// turns receive stamping on system-wide a moment after the first
 // socket asks for it (the switch is deferred work), and off again after the
 // last one closes; segments that arrive in between carry no stamp. A probe
 // server, kept open until the test ends, holds stamping on.
