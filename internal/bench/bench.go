@@ -539,24 +539,10 @@ func (r *runner) watch(ctx context.Context, ws []*proc, limit time.Duration, unt
 
 // waitDrained polls the queues until they are empty or limit passes.
 func (r *runner) waitDrained(ctx context.Context, limit time.Duration) (bool, error) {
-	deadline := time.Now().Add(limit)
-	for {
+	return poll(ctx, limit, func() (bool, error) {
 		n, err := queueDepth(ctx, r.rdb.Client(), tasks.Queues())
-		if err != nil {
-			return false, err
-		}
-		if n == 0 {
-			return true, nil
-		}
-		if time.Now().After(deadline) {
-			return false, nil
-		}
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+		return err == nil && n == 0, err
+	})
 }
 
 func workersName(n int) string {
