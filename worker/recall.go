@@ -16,6 +16,7 @@ import (
 
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/dlq"
+	"github.com/timq/timq/internal/jobs"
 	"github.com/timq/timq/internal/recallbatch"
 	"github.com/timq/timq/tasks"
 )
@@ -76,7 +77,7 @@ func (w *Worker) handleRecall(ctx context.Context, t *asynq.Task) error {
 	// The call is shared with other recalls of the group waiting for a
 	// token (package recallbatch); the answer is this task's messages only.
 	w.startRecalls.Do(w.recalls.Start)
-	codes, sent, callErr := w.recalls.RecallSent(ctx, recallbatch.Key{GroupID: p.GroupId, TopicID: p.TopicId, Reason: p.Reason}, pending)
+	codes, sent, callErr := w.recalls.RecallSent(ctx, recallbatch.Key{GroupID: p.GroupId, TopicID: p.TopicId, Reason: p.Reason}, pending, !jobs.IsLane(a.queue))
 	if !sent.IsZero() {
 		w.observeDue(a, sent)
 	}

@@ -124,10 +124,12 @@ type batch struct {
 	members []*member
 	size    int
 	closed  bool // taken by the dispatcher: no more joins or leaves
+	urgent  bool // holds an urgent member: queued before every other batch
 }
 
 type member struct {
 	seqs   []uint64
+	urgent bool
 	joined time.Time
 	result chan outcome // buffered, one value
 }
@@ -211,21 +213,27 @@ func (b *Batcher) pendingMessages() int {
 // taken out of the batch and ctx's error is returned; once sent, Recall
 // waits for the answer whatever ctx does, so no recall goes unreported.
 func (b *Batcher) Recall(ctx context.Context, key Key, seqs []uint64) (map[uint64]int, error) {
-	codes, _, err := b.RecallSent(ctx, key, seqs)
+	codes, _, err := b.RecallSent(ctx, key, seqs, false)
 	return codes, err
 }
 
 // RecallSent is Recall that also returns when the call carrying seqs was
 // sent (the last time, if it was throttled and sent again); zero when no
 // call was sent.
-func (b *Batcher) RecallSent(ctx context.Context, key Key, seqs []uint64) (map[uint64]int, time.Time, error) {
+//
+// An urgent recall's batch goes before every batch without an urgent
+// member, so it is sent with the next token whatever backlog waits (a
+// worker marks interactive recalls urgent, so that they never wait behind
+// a job's). Urgent batches keep their order among themselves. A batch that
+// an urgent recall joins moves up with it, carrying its other members.
+func (b *Batcher) RecallSent(ctx context.Context, key Key, seqs []uint64, urgent bool) (map[uint64]int, time.Time, error) {
 	if len(seqs) == 0 {
 		return map[uint64]int{}, time.Time{}, nil
 	}
 	if len(seqs) > MaxPerCall {
 		return nil, time.Time{}, errors.New("recallbatch: more than 10 messages in one recall")
 	}
-	m := &member{seqs: seqs, joined: time.Now(), result: make(chan outcome, 1)}
+	m := &member{seqs: seqs, urgent: urgent, joined: time.Now(), result: make(chan outcome, 1)}
 	bt := b.join(key, m)
 	select {
 	case o := <-m.result:
@@ -240,7 +248,8 @@ func (b *Batcher) RecallSent(ctx context.Context, key Key, seqs []uint64) (map[u
 }
 
 // join adds m to the oldest open batch of key it fits in (size and no
-// repeated message), or to a new batch at the end of the queue.
+// repeated message), or to a new batch at the end of the queue; an urgent
+// m's batch is queued after the urgent batches and before the rest.
 func (b *Batcher) join(key Key, m *member) *batch {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -251,11 +260,15 @@ func (b *Batcher) join(key Key, m *member) *batch {
 			if bt.size == MaxPerCall {
 				b.closeOpen(bt)
 			}
+			if m.urgent && !bt.urgent {
+				b.queue = slices.DeleteFunc(b.queue, func(x *batch) bool { return x == bt })
+				b.enqueueLocked(bt, true)
+			}
 			return bt
 		}
 	}
 	bt := &batch{key: key, members: []*member{m}, size: len(m.seqs)}
-	b.queue = append(b.queue, bt)
+	b.enqueueLocked(bt, m.urgent)
 	if bt.size < MaxPerCall {
 		b.open[key] = append(b.open[key], bt)
 	}
@@ -264,6 +277,21 @@ func (b *Batcher) join(key Key, m *member) *batch {
 	default:
 	}
 	return bt
+}
+
+// enqueueLocked queues bt: at the end, or when urgent after the last urgent
+// batch. Callers hold b.mu.
+func (b *Batcher) enqueueLocked(bt *batch, urgent bool) {
+	if !urgent {
+		b.queue = append(b.queue, bt)
+		return
+	}
+	bt.urgent = true
+	i := 0
+	for i < len(b.queue) && b.queue[i].urgent {
+		i++
+	}
+	b.queue = slices.Insert(b.queue, i, bt)
 }
 
 // leave takes m out of bt if bt has not been sent; it reports whether it did.

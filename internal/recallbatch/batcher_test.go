@@ -482,3 +482,63 @@ func TestWaitersBeyondTheQueueGiveTheirTokensBack(t *testing.T) {
 	}
 	g.waitWaiting(t, b, 0)
 }
+
+func TestUrgentRecallsGoBeforeTheBacklog(t *testing.T) {
+	t.Parallel()
+	g := newGate()
+	r := &recorder{}
+	b := start(t, g, r)
+	var wg sync.WaitGroup
+	recall := func(key Key, seq uint64, urgent bool) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := b.RecallSent(context.Background(), key, []uint64{seq}, urgent); err != nil {
+				t.Errorf("recall %v %d: %v", key, seq, err)
+			}
+		}()
+	}
+	// A backlog: 20 batches of one message each, none urgent.
+	for i := range 20 {
+		recall(Key{GroupID: fmt.Sprint("job", i)}, 1, false)
+		waitQueued(t, b, i+1, i+1)
+	}
+	// An urgent recall of a new group, then one joining the open batch of
+	// job7, then a second urgent one of a new group.
+	recall(Key{GroupID: "first"}, 1, true)
+	waitQueued(t, b, 21, 21)
+	recall(Key{GroupID: "job7"}, 2, true)
+	waitQueued(t, b, 21, 22)
+	recall(Key{GroupID: "second"}, 1, true)
+	waitQueued(t, b, 22, 23)
+
+	nthCall := func(n int) call {
+		t.Helper()
+		g.grant(1)
+		testenv.Eventually(t, 5*time.Second, fmt.Sprintf("%d calls", n+1), func() (bool, string) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return len(r.calls) == n+1, fmt.Sprintf("%d calls", len(r.calls))
+		})
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.calls[n]
+	}
+	want := []call{
+		{Key{GroupID: "first"}, []uint64{1}},
+		{Key{GroupID: "job7"}, []uint64{1, 2}}, // moved up with its urgent member
+		{Key{GroupID: "second"}, []uint64{1}},
+		{Key{GroupID: "job0"}, []uint64{1}}, // then the backlog, oldest first
+		{Key{GroupID: "job1"}, []uint64{1}},
+	}
+	for i, w := range want {
+		if got := nthCall(i); got.key != w.key || !slices.Equal(got.seqs, w.seqs) {
+			t.Fatalf("call %d = %+v, want %+v", i, got, w)
+		}
+	}
+	g.grant(100)
+	wg.Wait()
+	if n := len(r.calls); n != 22 {
+		t.Errorf("%d calls, want 22 (20 backlog batches, job7 carrying its urgent member, and 2 urgent)", n)
+	}
+}
