@@ -3,6 +3,7 @@ package enqueue
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/timq/timq/internal/jobs"
 	"github.com/timq/timq/tasks"
@@ -36,17 +37,31 @@ type JobWriter struct {
 // JobOption configures a new job.
 type JobOption func(*jobConfig)
 
-type jobConfig struct {
-	name   string
-	weight int
-}
+type jobConfig = jobs.Spec
 
 // JobName gives the job a name to tell it by in `timq jobs ls`.
-func JobName(name string) JobOption { return func(c *jobConfig) { c.name = name } }
+func JobName(name string) JobOption { return func(c *jobConfig) { c.Name = name } }
 
 // JobWeight sets the job's share of the job lane against other running
 // jobs (default 1): a job of weight 2 gets twice the calls of one of weight 1.
-func JobWeight(w int) JobOption { return func(c *jobConfig) { c.weight = w } }
+func JobWeight(w int) JobOption { return func(c *jobConfig) { c.Weight = w } }
+
+// JobRetention sets how long the job's summary and failures stay in Redis
+// after it ends (default 30 days; at least a second).
+func JobRetention(d time.Duration) JobOption { return func(c *jobConfig) { c.Retention = d } }
+
+// JobNotify makes the workers POST the job's summary to url (http or
+// https) when it ends, signed with their notice secret in the
+// Timq-Signature header and retried with backoff while the receiver fails
+// (see VerifyNotice). The URL is stored with the job, so it must not carry
+// user information.
+func JobNotify(url string) JobOption { return func(c *jobConfig) { c.Notify = url } }
+
+// JobNotice is the state of a job's completion notice (Job.Notice).
+type JobNotice = jobs.Notice
+
+// JobNoticeBody is the JSON a completion notice POSTs.
+type JobNoticeBody = jobs.NoticeBody
 
 // NewJob starts a job. Its operations run in the job lane: after every
 // operation enqueued one by one, sharing what those leave with the other
@@ -58,11 +73,11 @@ func (c *Client) NewJob(opts ...JobOption) (*JobWriter, error) {
 	if c.rdb == nil {
 		return nil, errors.New("enqueue: jobs need a Client made by New")
 	}
-	cfg := jobConfig{weight: 1}
+	cfg := jobConfig{Weight: 1}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	w, err := jobs.NewStore(c.rdb, 0).Create(cfg.name, cfg.weight)
+	w, err := jobs.NewStore(c.rdb, 0).Create(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -116,3 +131,19 @@ var (
 	ErrJobNotFound = jobs.ErrNotFound
 	ErrJobEnded    = jobs.ErrEnded
 )
+
+// Completion notice headers: the signature, the job's ID (the notice's
+// idempotency key: it can arrive twice) and the delivery attempt.
+const (
+	NoticeSignatureHeader = jobs.SignatureHeader
+	NoticeJobIDHeader     = jobs.JobIDHeader
+	NoticeAttemptHeader   = jobs.AttemptHeader
+)
+
+// VerifyNotice checks a completion notice: header is its Timq-Signature
+// header, body the request body as received, secret the workers' notice
+// secret. It refuses a notice signed more than tolerance away from now (a
+// replay); five minutes suits receivers whose clock is synchronised.
+func VerifyNotice(secret, header string, body []byte, now time.Time, tolerance time.Duration) error {
+	return jobs.Verify([]byte(secret), header, body, now, tolerance)
+}

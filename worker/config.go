@@ -39,6 +39,10 @@ const (
 	// 13 minutes, long enough to ride out a Tencent incident, short enough
 	// that an operator sees a dead letter the same hour.
 	DefaultRetryCap = 5 * time.Minute
+	// DefaultNotifyRetryBase is the first retry delay of a failed job
+	// notice: 10 s doubling to an hour reaches the receiver for about
+	// ten hours (jobs.NoticeMaxRetry attempts).
+	DefaultNotifyRetryBase = 10 * time.Second
 	// DefaultThrottleDelay is how long an endpoint pauses after a rate-limit
 	// answer (60007, 60011, 60018, 60019).
 	DefaultThrottleDelay = time.Second
@@ -159,9 +163,17 @@ type Config struct {
 	// a time feeds. Defaults to jobs.DefaultWindow (two seconds of work at
 	// 200 calls a second); negative runs no feeder in this process.
 	JobWindow int
-	// JobRetention is how long an ended job's summary and failures stay.
-	// Defaults to jobs.DefaultRetention.
-	JobRetention time.Duration
+	// NotifySecret keys the HMAC signature of job completion notices (the
+	// Timq-Signature header; see package jobs). Without it notices are not
+	// sent: they wait in asynq's retries, then are archived.
+	NotifySecret string
+	// NotifyRetryBase is the first retry delay of a notice the receiver
+	// failed; it doubles each time up to an hour. Defaults to
+	// DefaultNotifyRetryBase.
+	NotifyRetryBase time.Duration
+	// NotifyClient sends the notices. Defaults to a client that follows no
+	// redirect.
+	NotifyClient *http.Client
 	// IdlePollInterval is how often an endpoint with nothing to do looks for
 	// new tasks. Defaults to DefaultIdlePollInterval.
 	IdlePollInterval time.Duration
@@ -214,6 +226,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	var err error
 	if c.RetryBase, err = durationOrDefault("RetryBase", c.RetryBase, DefaultRetryBase); err != nil {
+		return c, err
+	}
+	if c.NotifyRetryBase, err = durationOrDefault("NotifyRetryBase", c.NotifyRetryBase, DefaultNotifyRetryBase); err != nil {
 		return c, err
 	}
 	if c.RetryCap, err = durationOrDefault("RetryCap", c.RetryCap, DefaultRetryCap); err != nil {

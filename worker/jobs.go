@@ -3,11 +3,13 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/dlq"
@@ -144,4 +146,41 @@ func (w *Worker) waitTurn(ctx context.Context, l ratelimit.Limiter, ep chatapi.E
 
 func pausedDelay() time.Duration {
 	return jobPausedRecheck + time.Duration(rand.Int64N(int64(jobPausedRecheck)))
+}
+
+// noticeConcurrency is how many job notices a worker sends at once: they
+// are rare, and a slow receiver holds one for at most its timeout.
+const noticeConcurrency = 2
+
+// startNoticeServer starts the server of job completion notices: a queue
+// of its own, so that a failing receiver never holds an endpoint's work,
+// and a backoff of its own (NotifyRetryBase doubling to an hour).
+func (w *Worker) startNoticeServer(rdb redis.UniversalClient) error {
+	n := jobs.NewNotifier(w.jobs, w.cfg.NotifySecret, w.cfg.NotifyClient)
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(jobs.NoticeType, func(ctx context.Context, t *asynq.Task) error {
+		err := n.Handle(ctx, t)
+		if err != nil {
+			id, _ := asynq.GetTaskID(ctx)
+			w.log.Warn("job notice not delivered", "task_id", id, "error", err)
+		}
+		return err
+	})
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency: noticeConcurrency,
+		Queues:      map[string]int{jobs.NoticeQueue: 1},
+		RetryDelayFunc: func(n int, _ error, _ *asynq.Task) time.Duration {
+			return equalJitter(w.cfg.NotifyRetryBase, time.Hour, n, rand.Int64N)
+		},
+		ShutdownTimeout:          w.cfg.ShutdownTimeout,
+		DelayedTaskCheckInterval: w.cfg.PollInterval,
+		TaskCheckInterval:        w.cfg.IdlePollInterval,
+		Logger:                   asynqLogger{w.log.With("component", "asynq", "task_type", jobs.NoticeType)},
+		LogLevel:                 asynq.WarnLevel,
+	})
+	if err := srv.Start(mux); err != nil {
+		return fmt.Errorf("worker: start the job notice server: %w", err)
+	}
+	w.servers = append(w.servers, srv)
+	return nil
 }

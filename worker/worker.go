@@ -121,7 +121,7 @@ func New(cfg Config) (*Worker, error) {
 		api:      api,
 		rdb:      rdb,
 		dlq:      dlq.New(rdb),
-		jobs:     jobs.NewStore(rdb, cfg.JobRetention),
+		jobs:     jobs.NewStore(rdb, 0),
 		progress: &recallProgress{rdb: rdb, ttl: DefaultRecallProgressTTL},
 		pacers:   map[chatapi.Endpoint]ratelimit.Limiter{},
 		metrics:  m,
@@ -234,6 +234,14 @@ func (w *Worker) Start() error {
 			return fmt.Errorf("worker: start %s server: %w", typ, err)
 		}
 		w.servers = append(w.servers, srv)
+	}
+	if err := w.startNoticeServer(asynqRDB); err != nil {
+		for _, s := range w.servers {
+			s.Shutdown()
+		}
+		w.servers = nil
+		_ = asynqRDB.Close()
+		return err
 	}
 	w.started = true
 	w.asynqRDB = asynqRDB

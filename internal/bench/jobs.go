@@ -219,7 +219,7 @@ func jobOp(prefix string, i int) tasks.Payload {
 
 // createJob stores a job of n operations op(0) .. op(n-1).
 func createJob(ctx context.Context, store *jobs.Store, name string, weight, n int, op func(int) tasks.Payload) (string, error) {
-	w, err := store.Create(name, weight)
+	w, err := store.Create(jobs.Spec{Name: name, Weight: weight})
 	if err != nil {
 		return "", err
 	}

@@ -8,10 +8,12 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/timq/timq/enqueue"
 	"github.com/timq/timq/internal/bulk"
 	"github.com/timq/timq/internal/config"
+	"github.com/timq/timq/internal/jobs"
 	"github.com/timq/timq/tasks"
 )
 
@@ -37,7 +39,12 @@ attached with a progress bar until it ends.
 
 --tasks queues each operation as a task of its own in the interactive
 queues instead (no job): then an identical clear or modify already waiting
-is counted as a duplicate, and --queue, --no-dedup and --retention apply.
+is counted as a duplicate, and --queue and --no-dedup apply.
+
+--notify URL POSTs the job's summary as JSON when it ends, signed with the
+workers' TIMQ_NOTIFY_SECRET: Timq-Signature is t=UNIX,v1=HEX, the
+HMAC-SHA256 of "UNIX." and the body. A failing receiver is retried with
+backoff for about ten hours; the job never waits for it.
 
 A summary goes to stdout: lines read, operations queued, lines rejected, and
 the time the work takes at TIMQ_RATE (default 200) calls/s per endpoint.
@@ -53,25 +60,40 @@ func runBulk(ctx context.Context, env *Env, args []string) error {
 	var (
 		opts                  bulk.Options
 		asJSON, asTasks, wait bool
-		name                  string
+		name, notify          string
 		priority              int
 	)
 	fs.BoolVar(&asTasks, "tasks", false, "queue each operation as its own task in the interactive queues, not as a job")
 	fs.StringVar(&name, "name", "", "the job's `name`, shown by timq jobs ls")
 	fs.IntVar(&priority, "priority", 1, "the job's weight against other running jobs (1 to 100): a job of 2 gets twice the calls of a job of 1")
+	fs.StringVar(&notify, "notify", "", "POST the job's summary to this http(s) `URL` when it ends, signed with the workers' TIMQ_NOTIFY_SECRET (header Timq-Signature) and retried with backoff")
 	fs.BoolVar(&wait, "wait", false, "stay attached with a progress bar until the job ends; exit 1 if operations were dead-lettered")
 	fs.BoolVar(&opts.SkipInvalid, "skip-invalid", false, "queue the valid lines of a file that has bad ones")
 	fs.BoolVar(&opts.DryRun, "dry-run", false, "validate and count only; queue nothing")
 	fs.StringVar(&opts.Queue, "queue", "", "queue every task to this `name` (default: each operation's own queue); a worker takes tasks from it only when started with --queues OP:NAME=PRIORITY for each operation in the file")
 	fs.BoolVar(&opts.NoDedup, "no-dedup", false, "queue clears and modifies even when identical ones are waiting")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON object")
-	retention := fs.Duration("retention", tasks.DefaultRetention, retentionUsage)
+	retention := fs.Duration("retention", tasks.DefaultRetention, retentionUsage+"; for a job, how long its summary and failures stay after it ends (default 720h)")
 	files, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
-	if opts.Retention, err = retentionOption(flagGiven(fs, "retention"), *retention); err != nil {
-		return err
+	jobOpts := []enqueue.JobOption{enqueue.JobName(name), enqueue.JobWeight(priority)}
+	if asTasks {
+		if opts.Retention, err = retentionOption(flagGiven(fs, "retention"), *retention); err != nil {
+			return err
+		}
+	} else if flagGiven(fs, "retention") {
+		if *retention < time.Second {
+			return UsageError("--retention: a job keeps its summary for at least 1s, got %v", *retention)
+		}
+		jobOpts = append(jobOpts, enqueue.JobRetention(*retention))
+	}
+	if notify != "" {
+		if err := jobs.CheckNotifyURL(notify); err != nil {
+			return UsageError("--notify: %v", strings.TrimPrefix(err.Error(), "notify URL: "))
+		}
+		jobOpts = append(jobOpts, enqueue.JobNotify(notify))
 	}
 	switch {
 	case len(files) == 0:
@@ -80,13 +102,13 @@ func runBulk(ctx context.Context, env *Env, args []string) error {
 		return UsageError("unexpected argument %q: give one FILE", files[1])
 	}
 	if !asTasks {
-		for _, f := range []string{"queue", "no-dedup", "retention"} {
+		for _, f := range []string{"queue", "no-dedup"} {
 			if flagGiven(fs, f) {
 				return UsageError("--%s applies to --tasks only: a job's operations go to the job lane", f)
 			}
 		}
 	} else {
-		for _, f := range []string{"name", "priority", "wait"} {
+		for _, f := range []string{"name", "priority", "wait", "notify"} {
 			if flagGiven(fs, f) {
 				return UsageError("--%s applies to jobs only, not with --tasks", f)
 			}
@@ -135,7 +157,7 @@ func runBulk(ctx context.Context, env *Env, args []string) error {
 		defer c.Close()
 		q, display, replicas = c, rc.Display, n
 		if !asTasks {
-			w, err := c.NewJob(enqueue.JobName(name), enqueue.JobWeight(priority))
+			w, err := c.NewJob(jobOpts...)
 			if err != nil {
 				return err
 			}

@@ -231,7 +231,7 @@ func runJobsRetryFailed(ctx context.Context, env *Env, s *jobs.Store, args []str
 	if *name == "" {
 		*name = "retry of " + id
 	}
-	w, err := s.Create(*name, 1)
+	w, err := s.Create(jobs.Spec{Name: *name, Weight: 1})
 	if err != nil {
 		return err
 	}
@@ -280,6 +280,19 @@ func printJob(w io.Writer, j jobs.Job) {
 		fmt.Fprintf(w, ", ended %s after %s", j.Ended.Format(time.RFC3339), j.Ended.Sub(j.Created).Round(time.Second))
 	}
 	fmt.Fprintln(w)
+	if j.Retention > 0 {
+		fmt.Fprintf(w, "  kept %s after it ends\n", time.Duration(j.Retention))
+	}
+	if n := j.Notice; n != nil {
+		fmt.Fprintf(w, "  notice: %s after %d attempts", n.State, n.Attempts)
+		if n.Sent != nil {
+			fmt.Fprintf(w, ", sent %s", n.Sent.Format(time.RFC3339))
+		}
+		if n.Error != "" && n.State != jobs.NoticeSent {
+			fmt.Fprintf(w, " (last: %s)", n.Error)
+		}
+		fmt.Fprintln(w)
+	}
 	if c.DeadLettered > 0 {
 		fmt.Fprintf(w, "  failures: timq jobs failures %s\n", j.ID)
 	}

@@ -20,6 +20,50 @@ type jobJSON struct {
 		Total, Waiting, Applied, Cancelled int64
 		DeadLettered                       int64 `json:"dead_lettered"`
 	} `json:"counts"`
+	Retention string `json:"retention"`
+	Notice    *struct {
+		State string `json:"state"`
+	} `json:"notice"`
+}
+
+func TestBulkJobRetentionAndNotice(t *testing.T) {
+	t.Parallel()
+	f := newEnqFixture(t)
+	file := writeBulkFile(t, `{"op":"clear","GroupId":"g1"}`+"\n")
+	code, out, errOut := f.run(t, "", "bulk", "--json", "--retention", "2h", "--notify", "https://hooks.example.com/timq?token=t0ken", file)
+	if code != 0 {
+		t.Fatalf("bulk: exit %d, stderr %q", code, errOut)
+	}
+	var sum struct {
+		Job jobJSON `json:"job"`
+	}
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("bulk --json: %v\n%s", err, out)
+	}
+	if sum.Job.Retention != "2h0m0s" || sum.Job.Notice == nil || sum.Job.Notice.State != "pending" {
+		t.Fatalf("job = %+v, want a 2h retention and a pending notice", sum.Job)
+	}
+	if strings.Contains(out, "t0ken") {
+		t.Errorf("the notice URL's token shows in the job: %s", out)
+	}
+	code, out, _ = f.run(t, "", "jobs", "show", sum.Job.ID)
+	if code != 0 || !strings.Contains(out, "kept 2h0m0s after it ends") || !strings.Contains(out, "notice: pending after 0 attempts") {
+		t.Errorf("jobs show: exit %d\n%s", code, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bulk", "--notify", "ftp://example.com/", file}, "--notify: want an http or https URL"},
+		{[]string{"bulk", "--notify", "https://u:secretpw@example.com/", file}, "--notify: user information is refused"},
+		{[]string{"bulk", "--retention", "0", file}, "--retention: a job keeps its summary for at least 1s"},
+		{[]string{"bulk", "--tasks", "--notify", "https://example.com/", file}, "--notify applies to jobs only"},
+	} {
+		code, _, errOut := f.run(t, "", tc.args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) || strings.Contains(errOut, "secretpw") {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and %q", tc.args, code, errOut, tc.want)
+		}
+	}
 }
 
 func TestBulkCreatesAJobThatTheJobsCommandsControl(t *testing.T) {

@@ -40,6 +40,7 @@ type workerSettings struct {
 	localBudget     bool
 	appliedResults  bool
 	queues          string // --queues / TIMQ_QUEUES, parsed by parseQueues
+	notifySecret    config.Secret
 	log             logFlags
 }
 
@@ -60,6 +61,9 @@ func loadWorkerSettings(env *Env) (*workerSettings, error) {
 		return nil, settingError(err)
 	}
 	if s.maxRetry, err = config.Int(get, config.EnvMaxRetry, worker.DefaultMaxRetry, 1, tasks.MaxRetryLimit); err != nil {
+		return nil, settingError(err)
+	}
+	if s.notifySecret, err = config.LoadNotifySecret(get); err != nil {
 		return nil, settingError(err)
 	}
 	s.httpAddr = get(config.EnvHTTPAddr)
@@ -93,6 +97,7 @@ func (s *workerSettings) workerConfig(env *Env) (worker.Config, error) {
 		MaxRetry:          s.maxRetry,
 		ShutdownTimeout:   s.shutdownTimeout,
 		Queues:            queues,
+		NotifySecret:      s.notifySecret.Reveal(),
 		Logger:            log,
 	}, nil
 }
@@ -135,7 +140,7 @@ func parseQueues(src, spec string) (map[string]map[string]int, error) {
 
 func runWorker(ctx context.Context, env *Env, args []string) error {
 	s, err := loadWorkerSettings(env)
-	fs := newFlagSet(env, "worker", "[flags]\n\nRuns clear, recall and modify tasks against the Chat REST API.\nSettings: TIMQ_REDIS_URL (or TIMQ_REDIS_CLUSTER_ADDRS), TIMQ_SDKAPPID,\nTIMQ_SECRET_KEY or TIMQ_SECRET_KEY_FILE, TIMQ_ADMIN, TIMQ_REGION or TIMQ_API_BASE,\nTIMQ_RATE, TIMQ_CONCURRENCY, TIMQ_MAX_RETRY, TIMQ_HTTP_ADDR; with --dashboard,\nTIMQ_DASH_USER and TIMQ_DASH_PASSWORD or TIMQ_DASH_TOKEN. Flags override them.")
+	fs := newFlagSet(env, "worker", "[flags]\n\nRuns clear, recall and modify tasks against the Chat REST API.\nSettings: TIMQ_REDIS_URL (or TIMQ_REDIS_CLUSTER_ADDRS), TIMQ_SDKAPPID,\nTIMQ_SECRET_KEY or TIMQ_SECRET_KEY_FILE, TIMQ_ADMIN, TIMQ_REGION or TIMQ_API_BASE,\nTIMQ_RATE, TIMQ_CONCURRENCY, TIMQ_MAX_RETRY, TIMQ_HTTP_ADDR, TIMQ_NOTIFY_SECRET\n(signs job completion notices; none are sent without it); with --dashboard,\nTIMQ_DASH_USER and TIMQ_DASH_PASSWORD or TIMQ_DASH_TOKEN. Flags override them.")
 	if s == nil {
 		s = &workerSettings{}
 	}
@@ -227,7 +232,6 @@ func runWorkerWithHTTP(ctx context.Context, env *Env, s *workerSettings, cfg wor
 		}
 		if dash, err = dashboard.New(dashboard.Config{
 			Redis: s.redis.Conn, RootPath: httpserver.DashboardPath, ReadOnly: s.dashReadOnly, Auth: auth, Logger: log,
-			JobRetention: cfg.JobRetention,
 		}); err != nil {
 			return UsageError("%v", err)
 		}

@@ -57,7 +57,23 @@ const (
 	// hold each task before timq enqueue, bulk and dlq requeue count it as
 	// queued (enqueue.ConfirmReplicas). Default 0: off.
 	EnvEnqueueReplicas = "TIMQ_ENQUEUE_REPLICAS"
+	// EnvNotifySecret keys the signature of job completion notices.
+	EnvNotifySecret = "TIMQ_NOTIFY_SECRET"
 )
+
+// MinNotifySecret is the shortest TIMQ_NOTIFY_SECRET accepted: an HMAC key
+// shorter than this is guessable.
+const MinNotifySecret = 16
+
+// LoadNotifySecret reads TIMQ_NOTIFY_SECRET, which may be unset (then the
+// worker sends no job notice). Errors never show the value.
+func LoadNotifySecret(getenv func(string) string) (Secret, error) {
+	v := strings.TrimSpace(getenv(EnvNotifySecret))
+	if v != "" && len(v) < MinNotifySecret {
+		return "", fmt.Errorf("%s: must be at least %d characters, got %d", EnvNotifySecret, MinNotifySecret, len(v))
+	}
+	return Secret(v), nil
+}
 
 // DefaultRedisURL is used when TIMQ_REDIS_URL is not set.
 const DefaultRedisURL = "redis://127.0.0.1:6379/0"

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"path"
 	"strings"
-	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
@@ -30,10 +29,6 @@ type Config struct {
 	// leaves the jobs pages without their pause, resume and cancel
 	// buttons. The dead-letter view is read-only either way.
 	ReadOnly bool
-	// JobRetention is how long a job cancelled from the dashboard keeps its
-	// summary; set it as the workers' Config.JobRetention. Defaults to
-	// jobs.DefaultRetention.
-	JobRetention time.Duration
 	// Auth holds the credentials every request must carry. The zero Auth
 	// lets every request in: check the listening address with CheckAddr.
 	Auth Auth
@@ -93,7 +88,7 @@ func New(cfg Config) (*Dashboard, error) {
 		ReadOnly:         cfg.ReadOnly,
 	})
 	web := &dlqWeb{store: dlq.New(rdb), root: root, log: cfg.Logger}
-	jw := &jobsWeb{store: jobs.NewStore(rdb, cfg.JobRetention), root: root, readOnly: cfg.ReadOnly, log: cfg.Logger}
+	jw := &jobsWeb{store: jobs.NewStore(rdb, 0), root: root, readOnly: cfg.ReadOnly, log: cfg.Logger}
 	mux, err := newMux(root, web, jw, mon)
 	if err != nil {
 		mon.Close()

@@ -15,7 +15,7 @@ import (
 // seedJob stores a job of n modifies and returns its ID.
 func seedJob(t *testing.T, r *testenv.RedisDB, name string, n int) string {
 	t.Helper()
-	w, err := jobs.NewStore(r.Client(t), 0).Create(name, 1)
+	w, err := jobs.NewStore(r.Client(t), 0).Create(jobs.Spec{Name: name, Weight: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

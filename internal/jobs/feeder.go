@@ -127,6 +127,14 @@ func (f *Feeder) Step(ctx context.Context) (int, error) {
 			return 0, err
 		}
 		if len(j) == 0 || j["ended_ms"] != "" {
+			// An ended job leaves the active set once its notice, if any,
+			// is queued: a crash in between queues it again, and asynq
+			// refuses the second by its task ID.
+			if len(j) > 0 && j["notify"] != "" && j["notice"] == NoticePending {
+				if _, err := f.client.EnqueueContext(ctx, noticeTask(id)); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+					return 0, fmt.Errorf("enqueue the notice of job %s: %w", id, err)
+				}
+			}
 			f.store.rdb.SRem(ctx, activeJobsKey, id)
 			continue
 		}

@@ -139,6 +139,24 @@ type Job struct {
 	Rate float64 `json:"rate"`
 	// ETA is when the job should end at Rate; nil without a Rate.
 	ETA *time.Time `json:"eta,omitempty"`
+	// Retention is how long the summary and failures stay after the end.
+	Retention Duration `json:"retention"`
+	// Notice is the completion notice's state; nil for a job without one.
+	// The notice URL itself is not shown: it may carry a receiver's token.
+	Notice *Notice `json:"notice,omitempty"`
+}
+
+// Duration is a time.Duration that reads and writes as a string like "720h0m0s".
+type Duration time.Duration
+
+// MarshalText writes d as time.Duration.String does.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText reads what MarshalText writes.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
 }
 
 // ProgressSpan is how far back a job's Rate looks.
@@ -195,8 +213,7 @@ type Writer struct {
 	mu      sync.Mutex
 	s       *Store
 	id      string
-	name    string
-	weight  int
+	spec    Spec
 	buf     map[string][]any
 	total   map[string]int64
 	created time.Time
@@ -210,14 +227,39 @@ const unclosedTTL = time.Hour
 // writerFlush is how many operations of an endpoint a Writer sends at once.
 const writerFlush = 2000
 
-// Create starts a new job. weight (at least 1) is its share of the job lane
-// against other running jobs.
-func (s *Store) Create(name string, weight int) (*Writer, error) {
-	if weight < 1 {
-		return nil, fmt.Errorf("jobs: the weight must be at least 1, got %d", weight)
+// Spec describes a new job.
+type Spec struct {
+	// Name tells the job apart in listings; optional.
+	Name string
+	// Weight (at least 1) is its share of the job lane against other
+	// running jobs.
+	Weight int
+	// Retention is how long its summary and failures stay after it ends;
+	// 0 means the Store's.
+	Retention time.Duration
+	// Notify, when set, is the http or https URL the job's summary is
+	// POSTed to when it ends (see Notifier).
+	Notify string
+}
+
+// Create starts a new job.
+func (s *Store) Create(spec Spec) (*Writer, error) {
+	if spec.Weight < 1 {
+		return nil, fmt.Errorf("jobs: the weight must be at least 1, got %d", spec.Weight)
+	}
+	if spec.Retention < 0 || (spec.Retention > 0 && spec.Retention < time.Second) {
+		return nil, fmt.Errorf("jobs: the retention must be at least 1s, got %v", spec.Retention)
+	}
+	if spec.Retention == 0 {
+		spec.Retention = s.retention
+	}
+	if spec.Notify != "" {
+		if err := CheckNotifyURL(spec.Notify); err != nil {
+			return nil, fmt.Errorf("jobs: %w", err)
+		}
 	}
 	now := s.now()
-	return &Writer{s: s, id: NewID(now), name: name, weight: weight, buf: map[string][]any{}, total: map[string]int64{}, created: now}, nil
+	return &Writer{s: s, id: NewID(now), spec: spec, buf: map[string][]any{}, total: map[string]int64{}, created: now}, nil
 }
 
 // ID returns the job's ID.
@@ -285,8 +327,13 @@ func (w *Writer) Close(ctx context.Context) (Job, error) {
 	}
 	w.closed = true
 	fields := map[string]any{
-		"name": w.name, "state": StateQueued, "weight": w.weight,
+		"name": w.spec.Name, "state": StateQueued, "weight": w.spec.Weight,
 		"created_ms": w.created.UnixMilli(), "total": total,
+		"retention_s": int64(w.spec.Retention / time.Second),
+	}
+	if w.spec.Notify != "" {
+		fields["notify"] = w.spec.Notify
+		fields["notice"] = NoticePending
 	}
 	for _, ep := range Endpoints {
 		fields["total:"+ep] = w.total[ep]
@@ -403,7 +450,15 @@ func (s *Store) sampleProgress(ctx context.Context, id string, processed int64) 
 
 func parseJob(id string, h map[string]string) Job {
 	n := func(k string) int64 { v, _ := strconv.ParseInt(h[k], 10, 64); return v }
-	j := Job{ID: id, Name: h["name"], State: h["state"], Weight: int(n("weight")), Created: time.UnixMilli(n("created_ms")).UTC(), ByType: map[string]Counts{}}
+	j := Job{ID: id, Name: h["name"], State: h["state"], Weight: int(n("weight")), Created: time.UnixMilli(n("created_ms")).UTC(), ByType: map[string]Counts{},
+		Retention: Duration(time.Duration(n("retention_s")) * time.Second)}
+	if st := h["notice"]; st != "" {
+		j.Notice = &Notice{State: st, Attempts: int(n("notice_attempts")), Error: h["notice_error"]}
+		if ms := n("notice_sent_ms"); ms > 0 {
+			t := time.UnixMilli(ms).UTC()
+			j.Notice.Sent = &t
+		}
+	}
 	if e := n("ended_ms"); e > 0 {
 		t := time.UnixMilli(e).UTC()
 		j.Ended, j.Finished = &t, true
@@ -551,10 +606,12 @@ func (s *Store) Cancel(ctx context.Context, id string) (Job, error) {
 }
 
 // maybeEnd is Lua shared by the scripts that move counts: KEYS[1] the job
-// hash, KEYS[2] its failures, KEYS[3..8] ops and done keys; now and ttl.
+// hash, KEYS[2] its failures, KEYS[3..8] ops and done keys; now, and the
+// ttl of a job that stored no retention of its own.
 const maybeEnd = `
 local function maybe_end(now, ttl)
-  local t = redis.call('HMGET', KEYS[1], 'total', 'applied', 'dead', 'cancelled', 'state')
+  local t = redis.call('HMGET', KEYS[1], 'total', 'applied', 'dead', 'cancelled', 'state', 'retention_s')
+  if tonumber(t[6]) then ttl = t[6] end
   if tonumber(t[2] or 0) + tonumber(t[3] or 0) + tonumber(t[4] or 0) < tonumber(t[1]) then return 0 end
   if t[5] ~= 'cancelled' then redis.call('HSET', KEYS[1], 'state', 'done') end
   redis.call('HSET', KEYS[1], 'ended_ms', now)
