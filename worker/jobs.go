@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -15,6 +16,7 @@ import (
 	"github.com/timq/timq/internal/dlq"
 	"github.com/timq/timq/internal/jobs"
 	"github.com/timq/timq/internal/ratelimit"
+	"github.com/timq/timq/tasks"
 )
 
 // Jobs' operations run in a lane of their own per endpoint (jobs.LaneQueue),
@@ -58,21 +60,23 @@ func (w *Worker) jobLane(next asynq.Handler) asynq.Handler {
 		if err != nil {
 			return err // Redis trouble: retried
 		}
+		n := recallSize(t)
 		switch d {
 		case jobs.Skip:
 			return nil
 		case jobs.Wait:
 			return &pausedError{job: op.Job}
 		case jobs.Drop:
-			return w.countJobOp(ctx, op, t.Type(), jobs.Cancelled, nil)
+			return w.countJobOp(ctx, op, t.Type(), jobs.Cancelled, nil, jobs.Messages{Cancelled: n})
 		}
-		err = next.ProcessTask(ctx, t)
+		tally := &recallTally{}
+		err = next.ProcessTask(context.WithValue(ctx, recallTallyKey{}, tally), t)
 		switch {
 		case err == nil:
 			// An outcome that cannot be counted is retried, so that the
 			// job still ends: the operation is idempotent and the count
 			// is taken once.
-			if ferr := w.countJobOp(ctx, op, t.Type(), jobs.Applied, nil); ferr != nil {
+			if ferr := w.countJobOp(ctx, op, t.Type(), jobs.Applied, nil, jobs.Messages{Recalled: n}); ferr != nil {
 				w.log.Error("cannot count a job's operation; it will run again", "task_id", id, "error", ferr)
 				return ferr
 			}
@@ -81,9 +85,17 @@ func (w *Worker) jobLane(next asynq.Handler) asynq.Handler {
 				Info: strings.TrimPrefix(err.Error(), archivedErrPrefix)}
 			// The task is archived whatever happens here, so the count is
 			// tried a few times, as the dead-letter store is.
+			msgs := jobs.Messages{DeadLettered: n}
+			if tally.set {
+				msgs = jobs.Messages{Recalled: n - len(tally.dead), DeadLettered: len(tally.dead)}
+				f.Payload = tally.payload // only the messages that failed: retry-failed redoes no recalled one
+				if f.Code == 0 {
+					f.Code = tally.code
+				}
+			}
 			var ferr error
 			for try := range 3 {
-				if ferr = w.countJobOp(ctx, op, t.Type(), jobs.DeadLettered, f); ferr == nil {
+				if ferr = w.countJobOp(ctx, op, t.Type(), jobs.DeadLettered, f, msgs); ferr == nil {
 					break
 				}
 				time.Sleep(time.Duration(try+1) * 100 * time.Millisecond)
@@ -96,23 +108,64 @@ func (w *Worker) jobLane(next asynq.Handler) asynq.Handler {
 	})
 }
 
-// jobDeadLettered counts a job's operation that the archive reconciler
-// dead-lettered (asynq archived it on its own).
-func (w *Worker) jobDeadLettered(e dlq.Entry) {
-	op, ok := jobs.ParseTaskID(e.TaskID)
+// jobArchived counts a job's operation that the archive reconciler
+// dead-lettered (asynq archived it on its own), every message of a recall
+// with it, as the dead-letter store holds them.
+func (w *Worker) jobArchived(info *asynq.TaskInfo, first dlq.Entry) {
+	op, ok := jobs.ParseTaskID(info.ID)
 	if !ok {
 		return
 	}
-	f := &jobs.Failure{Op: op.Endpoint, Payload: e.Payload, Code: e.Code, Info: e.Info, TaskID: e.TaskID}
-	if err := w.countJobOp(context.Background(), op, e.Type, jobs.DeadLettered, f); err != nil {
-		w.log.Error("cannot count a job's operation", "task_id", e.TaskID, "error", err)
+	f := &jobs.Failure{Op: op.Endpoint, Payload: info.Payload, Code: first.Code, Info: first.Info, TaskID: info.ID}
+	msgs := jobs.Messages{DeadLettered: recallSize(asynq.NewTask(info.Type, info.Payload))}
+	if err := w.countJobOp(context.Background(), op, info.Type, jobs.DeadLettered, f, msgs); err != nil {
+		w.log.Error("cannot count a job's operation", "task_id", info.ID, "error", err)
 	}
+}
+
+// recallTally is where handleRecall tells the job lane which of a
+// recall's messages were dead-lettered, when some were.
+type recallTally struct {
+	set     bool
+	dead    []uint64
+	code    int    // the first dead message's RetCode or ErrorCode
+	payload []byte // the recall of the dead messages only
+}
+
+type recallTallyKey struct{}
+
+// tallyRecall records the dead-lettered messages of a job's recall p
+// (no-op outside the job lane).
+func tallyRecall(ctx context.Context, p tasks.Recall, dead []uint64, code int) {
+	t, ok := ctx.Value(recallTallyKey{}).(*recallTally)
+	if !ok {
+		return
+	}
+	p.MsgSeqList = nil
+	for _, s := range dead {
+		p.MsgSeqList = append(p.MsgSeqList, tasks.MsgSeqItem{MsgSeq: s})
+	}
+	t.set, t.dead, t.code = true, dead, code
+	t.payload, _ = json.Marshal(p)
+}
+
+// recallSize returns how many messages a recall task carries; 0 for
+// another task or a payload that does not parse.
+func recallSize(t *asynq.Task) int {
+	if t.Type() != tasks.TypeRecall {
+		return 0
+	}
+	p, err := tasks.ParseRecall(t.Payload())
+	if err != nil {
+		return 0
+	}
+	return len(p.MsgSeqList)
 }
 
 // countJobOp counts op's outcome into its job and, when this call counted
 // it, into timq_job_operations_total.
-func (w *Worker) countJobOp(ctx context.Context, op jobs.Op, taskType string, outcome jobs.Outcome, f *jobs.Failure) error {
-	counted, err := w.jobs.Finish(ctx, op, outcome, f)
+func (w *Worker) countJobOp(ctx context.Context, op jobs.Op, taskType string, outcome jobs.Outcome, f *jobs.Failure, msgs jobs.Messages) error {
+	counted, err := w.jobs.Finish(ctx, op, outcome, f, msgs)
 	if counted {
 		w.metrics.JobOperation(taskType, string(outcome))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -98,16 +99,27 @@ func TestJobAppliesEveryOperationOnceAndReportsItsFailures(t *testing.T) {
 	}
 	ops = append(ops, tasks.Clear{GroupId: "job-clear"})
 	ops = append(ops, modifies("job-mixed", 1001, 1003, "nope")...) // no such messages: 10030
+	// Two messages recalled and two missing: the operation is dead-lettered,
+	// its messages counted one by one.
+	ops = append(ops, tasks.Recall{GroupId: "job-mixed", MsgSeqList: seqList(51, 52, 2001, 2002)})
 	id := r.job("mixed", 1, ops...)
 	reg := prometheus.NewRegistry()
 	r.cfg.Metrics = reg
 	r.startWorker()
 	j := r.waitJob(id, 60*time.Second)
-	if j.State != enqueue.JobDone || j.Counts.Applied != 51 || j.Counts.DeadLettered != 3 || j.Counts.Cancelled != 0 {
-		t.Fatalf("job = %s %+v, want done with 51 applied and 3 dead-lettered", j.State, j.Counts)
+	if j.State != enqueue.JobDone || j.Counts.Applied != 51 || j.Counts.DeadLettered != 4 || j.Counts.Cancelled != 0 {
+		t.Fatalf("job = %s %+v, want done with 51 applied and 4 dead-lettered", j.State, j.Counts)
 	}
-	if c := j.ByType[tasks.TypeRecall]; c.Total != 20 || c.Applied != 20 {
-		t.Fatalf("recall counts %+v, want 20 of 20 applied", c)
+	if c := j.ByType[tasks.TypeRecall]; c.Total != 21 || c.Applied != 20 || c.DeadLettered != 1 {
+		t.Fatalf("recall counts %+v, want 20 of 21 applied, 1 dead-lettered", c)
+	}
+	if m := j.RecallMessages; m == nil || *m != (enqueue.JobCounts{Total: 24, Applied: 22, DeadLettered: 2}) {
+		t.Fatalf("recall messages %+v, want 22 of 24 recalled and 2 dead-lettered", m)
+	}
+	for _, s := range []uint64{51, 52} {
+		if !r.msg("job-mixed", s).Recalled {
+			t.Fatalf("seq %d not recalled", s)
+		}
 	}
 	for s := uint64(1); s <= 30; s++ {
 		if m := r.msg("job-mixed", s); m.Modified != 1 {
@@ -126,7 +138,7 @@ func TestJobAppliesEveryOperationOnceAndReportsItsFailures(t *testing.T) {
 	for _, c := range []struct {
 		typ, outcome string
 		want         float64
-	}{{tasks.TypeModify, "applied", 30}, {tasks.TypeRecall, "applied", 20}, {tasks.TypeClear, "applied", 1}, {tasks.TypeModify, "dead", 3}} {
+	}{{tasks.TypeModify, "applied", 30}, {tasks.TypeRecall, "applied", 20}, {tasks.TypeClear, "applied", 1}, {tasks.TypeModify, "dead", 3}, {tasks.TypeRecall, "dead", 1}} {
 		if got := metricSum(t, reg, "timq_job_operations_total", "task_type", c.typ, "outcome", c.outcome); got != c.want {
 			t.Errorf("timq_job_operations_total{%s,%s} = %v, want %v", c.typ, c.outcome, got, c.want)
 		}
@@ -138,10 +150,17 @@ func TestJobAppliesEveryOperationOnceAndReportsItsFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fs) != 3 {
-		t.Fatalf("failures = %+v, want 3", fs)
+	if len(fs) != 4 {
+		t.Fatalf("failures = %+v, want 4", fs)
 	}
 	for _, f := range fs {
+		if f.Op == "recall" {
+			// Only the messages that failed: a retry redoes no recalled one.
+			if p, err := tasks.ParseRecall(f.Payload); err != nil || !slices.Equal(p.Seqs(), []uint64{2001, 2002}) || f.Code != sim.CodeMsgMissing {
+				t.Fatalf("recall failure %+v (%v), want seqs 2001 and 2002 with code %d", f, err, sim.CodeMsgMissing)
+			}
+			continue
+		}
 		if f.Op != "modify" || f.Code != sim.CodeMsgMissing {
 			t.Fatalf("failure %+v, want a modify with code %d", f, sim.CodeMsgMissing)
 		}

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -168,6 +169,15 @@ func (w *Worker) handleRecall(ctx context.Context, t *asynq.Task) error {
 		w.progress.clear(ctx, a.taskID)
 	}
 	if n := countStatus(res, msgDeadLettered); n > 0 {
+		var deadSeqs []uint64
+		code := 0
+		for _, m := range res.Messages {
+			if m.Status == msgDeadLettered {
+				deadSeqs = append(deadSeqs, m.MsgSeq)
+				code = cmp.Or(code, m.RetCode)
+			}
+		}
+		tallyRecall(ctx, p, deadSeqs, code)
 		return fmt.Errorf("%srecall: %d of %d messages failed (%s): %w",
 			archivedErrPrefix, n, len(p.MsgSeqList), describe(res, msgDeadLettered), asynq.SkipRetry)
 	}

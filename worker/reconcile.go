@@ -40,6 +40,9 @@ type archiveReconciler struct {
 	store  *dlq.Store
 	queues []string
 	onAdd  func(dlq.Entry)
+	// onTask is told of each archived task whose dead letters were added,
+	// with the first of them.
+	onTask func(*asynq.TaskInfo, dlq.Entry)
 }
 
 // reconcileBatch is how many archived tasks one read takes. It must exceed
@@ -158,6 +161,9 @@ func (r *archiveReconciler) reconcileTask(ctx context.Context, queue, id string)
 		if r.onAdd != nil {
 			r.onAdd(e)
 		}
+	}
+	if r.onTask != nil && len(missing) > 0 {
+		r.onTask(info, missing[0])
 	}
 	return len(missing), nil
 }

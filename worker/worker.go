@@ -257,9 +257,9 @@ func (w *Worker) Start() error {
 			}
 		}
 		rec := &archiveReconciler{rdb: w.rdb, insp: w.inspector, store: w.dlq, queues: queues,
+			onTask: w.jobArchived,
 			onAdd: func(e dlq.Entry) {
 				w.metrics.DeadLetterAdded(e.Type, e.Reason)
-				w.jobDeadLettered(e)
 				w.log.Error("dead-lettered", "dlq_id", e.ID, "task_type", e.Type, "queue", e.Queue, "reason", e.Reason, "info", e.Info)
 			}}
 		bg.Add(1)

@@ -268,6 +268,10 @@ func printJob(w io.Writer, j jobs.Job) {
 			fmt.Fprintf(w, "  %s: total %d, applied %d, dead-lettered %d, cancelled %d\n", typ, tc.Total, tc.Applied, tc.DeadLettered, tc.Cancelled)
 		}
 	}
+	if m := j.RecallMessages; m != nil {
+		fmt.Fprintf(w, "  recalled messages: total %d, recalled %d, dead-lettered %d, cancelled %d, waiting %d, in flight %d\n",
+			m.Total, m.Applied, m.DeadLettered, m.Cancelled, m.Waiting, m.InFlight)
+	}
 	if j.Rate > 0 {
 		fmt.Fprintf(w, "  rate %.1f ops/s over the last minute", j.Rate)
 		if j.ETA != nil {

@@ -113,3 +113,30 @@ func TestJobsPagesAndControls(t *testing.T) {
 		t.Fatalf("after a read-only cancel the job is %s", j.State)
 	}
 }
+
+func TestJobPageShowsRecallMessagesAndNotice(t *testing.T) {
+	t.Parallel()
+	r := testenv.Redis(t)
+	w, err := jobs.NewStore(r.Client(t), 0).Create(jobs.Spec{Weight: 1, Notify: "https://hooks.example/x?token=hook-t0ken"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := tasks.Recall{GroupId: "@TGS#jobs", MsgSeqList: []tasks.MsgSeqItem{{MsgSeq: 1}, {MsgSeq: 2}, {MsgSeq: 3}}}
+	if err := w.Add(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	base := serve(t, r, "", dashboard.Auth{}, true)
+	code, body := do(t, "GET", base+"/jobs/"+w.ID(), nil, nil)
+	if code != 200 || !strings.Contains(body, `<tr id="recall-messages"><td>recalled messages</td><td>3</td><td>0</td><td>0</td><td>0</td><td>3</td><td>0</td></tr>`) ||
+		!strings.Contains(body, "Completion notice: pending after 0 attempts") {
+		t.Fatalf("job page: %d, want 3 recall messages waiting and a pending notice:\n%s", code, body)
+	}
+	for _, path := range []string{"/jobs/" + w.ID(), "/jobs/api/jobs/" + w.ID(), "/jobs/"} {
+		if _, body := do(t, "GET", base+path, nil, nil); strings.Contains(body, "hook-t0ken") {
+			t.Errorf("%s shows the notice URL's token", path)
+		}
+	}
+}

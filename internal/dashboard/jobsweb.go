@@ -233,7 +233,9 @@ rate {{rate .Job}} · ETA {{eta .Job}} · weight {{.Job.Weight}} · created {{ts
 <table><thead><tr><th></th><th>total</th><th>applied</th><th>dead-lettered</th><th>cancelled</th><th>waiting</th><th>in flight</th></tr></thead><tbody>
 <tr><td>all</td><td>{{.Job.Counts.Total}}</td><td>{{.Job.Counts.Applied}}</td><td>{{.Job.Counts.DeadLettered}}</td><td>{{.Job.Counts.Cancelled}}</td><td>{{.Job.Counts.Waiting}}</td><td>{{.Job.Counts.InFlight}}</td></tr>
 {{range $t, $c := .Job.ByType}}{{if $c.Total}}<tr><td>{{$t}}</td><td>{{$c.Total}}</td><td>{{$c.Applied}}</td><td>{{$c.DeadLettered}}</td><td>{{$c.Cancelled}}</td><td>{{$c.Waiting}}</td><td>{{$c.InFlight}}</td></tr>{{end}}{{end}}
+{{with .Job.RecallMessages}}<tr id="recall-messages"><td>recalled messages</td><td>{{.Total}}</td><td>{{.Applied}}</td><td>{{.DeadLettered}}</td><td>{{.Cancelled}}</td><td>{{.Waiting}}</td><td>{{.InFlight}}</td></tr>{{end}}
 </tbody></table>
+{{with .Job.Notice}}<p id="job-notice">Completion notice: {{.State}} after {{.Attempts}} attempts{{if .Error}} (last: {{.Error}}){{end}}</p>{{end}}
 {{if .Controls}}<p>
 <form method="post" action="{{.Root}}/jobs/{{.Job.ID}}/pause"><button id="pause">Pause</button></form>
 <form method="post" action="{{.Root}}/jobs/{{.Job.ID}}/resume"><button id="resume">Resume</button></form>

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -229,7 +230,7 @@ func (f *Feeder) feed(ctx context.Context, ep string, batches []feedBatch) (int,
 	}
 	fed := 0
 	for _, b := range batches {
-		r, err := advanceScript.Run(ctx, f.store.rdb, []string{jobKey(b.id)}, ep, b.from, len(b.ops)).Int()
+		r, err := advanceScript.Run(ctx, f.store.rdb, []string{jobKey(b.id)}, ep, b.from, len(b.ops), recallMessages(ep, b.ops)).Int()
 		if err != nil {
 			return fed, err
 		}
@@ -245,7 +246,26 @@ local st = redis.call('HGET', KEYS[1], 'state')
 if st ~= 'running' and st ~= 'queued' then return 0 end
 if tonumber(redis.call('HGET', KEYS[1], 'fed:' .. ARGV[1]) or 0) ~= tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], 'fed:' .. ARGV[1], ARGV[2] + ARGV[3], 'state', 'running')
+if tonumber(ARGV[4]) > 0 then redis.call('HINCRBY', KEYS[1], 'msgs:fed', ARGV[4]) end
 return 1`)
+
+// recallMessages returns how many messages the recall operations ops
+// carry; 0 for another endpoint.
+func recallMessages(ep string, ops []string) int {
+	if ep != "recall" {
+		return 0
+	}
+	n := 0
+	for _, op := range ops {
+		var r struct {
+			MsgSeqList []json.RawMessage
+		}
+		if json.Unmarshal([]byte(op), &r) == nil {
+			n += len(r.MsgSeqList)
+		}
+	}
+	return n
+}
 
 var leaseScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])

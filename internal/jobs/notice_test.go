@@ -91,3 +91,62 @@ func TestAJobKeepsItsOwnRetention(t *testing.T) {
 		}
 	}
 }
+
+func TestRecallMessagesAreCountedOneByOne(t *testing.T) {
+	rdb := testenv.Redis(t).Client(t)
+	ctx := context.Background()
+	s := NewStore(rdb, 0)
+	w, err := s.Create(Spec{Weight: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recall := func(seqs ...uint64) tasks.Recall {
+		r := tasks.Recall{GroupId: "g"}
+		for _, q := range seqs {
+			r.MsgSeqList = append(r.MsgSeqList, tasks.MsgSeqItem{MsgSeq: q})
+		}
+		return r
+	}
+	for _, p := range []tasks.Payload{recall(1, 2, 3), recall(4, 5), tasks.Clear{GroupId: "g"}, recall(6)} {
+		if err := w.Add(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j, err := w.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := j.RecallMessages; m == nil || *m != (Counts{Total: 6, Waiting: 6}) {
+		t.Fatalf("new job's recall messages = %+v, want 6 waiting", m)
+	}
+	// Two recalls fed (5 messages): one ends with 2 of 3 recalled, the
+	// other is dropped by the cancel; the unfed one is cancelled at once.
+	if err := advanceScript.Run(ctx, rdb, []string{jobKey(w.ID())}, "recall", 0, 2, recallMessages("recall", []string{`{"MsgSeqList":[{},{},{}]}`, `{"MsgSeqList":[{},{}]}`})).Err(); err != nil {
+		t.Fatal(err)
+	}
+	op := func(i int64) Op { return Op{Job: w.ID(), Endpoint: "recall", Index: i} }
+	if _, err := s.Finish(ctx, op(0), DeadLettered, nil, Messages{Recalled: 2, DeadLettered: 1}); err != nil {
+		t.Fatal(err)
+	}
+	j, err = s.Cancel(ctx, w.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := *j.RecallMessages; m != (Counts{Total: 6, InFlight: 2, Applied: 2, DeadLettered: 1, Cancelled: 1}) {
+		t.Fatalf("after the cancel: recall messages %+v, want 2 in flight, 2 recalled, 1 dead, 1 cancelled", m)
+	}
+	if _, err := s.Finish(ctx, op(1), Cancelled, nil, Messages{Cancelled: 2}); err != nil {
+		t.Fatal(err)
+	}
+	// A second count of the same operation changes nothing.
+	if counted, err := s.Finish(ctx, op(0), Applied, nil, Messages{Recalled: 3}); counted || err != nil {
+		t.Fatalf("second Finish = %v, %v; want not counted", counted, err)
+	}
+	j, err = s.Get(ctx, w.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := *j.RecallMessages; m != (Counts{Total: 6, Applied: 2, DeadLettered: 1, Cancelled: 3}) {
+		t.Fatalf("at the end: recall messages %+v, want 2 recalled, 1 dead, 3 cancelled", m)
+	}
+}

@@ -139,6 +139,10 @@ type Job struct {
 	Rate float64 `json:"rate"`
 	// ETA is when the job should end at Rate; nil without a Rate.
 	ETA *time.Time `json:"eta,omitempty"`
+	// RecallMessages counts the messages of the job's recall operations
+	// (an operation carries up to 10): Applied are recalled. Nil for a job
+	// without recalls.
+	RecallMessages *Counts `json:"recall_messages,omitempty"`
 	// Retention is how long the summary and failures stay after the end.
 	Retention Duration `json:"retention"`
 	// Notice is the completion notice's state; nil for a job without one.
@@ -216,6 +220,7 @@ type Writer struct {
 	spec    Spec
 	buf     map[string][]any
 	total   map[string]int64
+	msgs    int64 // messages of the recall operations
 	created time.Time
 	closed  bool
 }
@@ -282,6 +287,9 @@ func (w *Writer) Add(ctx context.Context, p tasks.Payload) error {
 	}
 	w.buf[ep] = append(w.buf[ep], b)
 	w.total[ep]++
+	if r, ok := p.(tasks.Recall); ok {
+		w.msgs += int64(len(r.MsgSeqList))
+	}
 	if len(w.buf[ep]) >= writerFlush {
 		return w.flush(ctx, ep)
 	}
@@ -337,6 +345,9 @@ func (w *Writer) Close(ctx context.Context) (Job, error) {
 	}
 	for _, ep := range Endpoints {
 		fields["total:"+ep] = w.total[ep]
+	}
+	if w.msgs > 0 {
+		fields["msgs:total"] = w.msgs
 	}
 	_, err := w.s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, jobKey(w.id), fields)
@@ -480,6 +491,14 @@ func parseJob(id string, h map[string]string) Job {
 		j.Counts.Applied += c.Applied
 		j.Counts.DeadLettered += c.DeadLettered
 		j.Counts.Cancelled += c.Cancelled
+	}
+	if total := n("msgs:total"); total > 0 {
+		m := Counts{Total: total, Applied: n("msgs:recalled"), DeadLettered: n("msgs:dead"), Cancelled: n("msgs:cancelled")}
+		if j.State != StateCancelled {
+			m.Waiting = max(0, total-n("msgs:fed"))
+		}
+		m.InFlight = max(0, total-m.Waiting-m.Applied-m.DeadLettered-m.Cancelled)
+		j.RecallMessages = &m
 	}
 	return j
 }
@@ -635,6 +654,9 @@ for _, ep in ipairs({'clear', 'recall', 'modify'}) do
     redis.call('HINCRBY', KEYS[1], 'cancelled', total - fed)
   end
 end
+local msgs = tonumber(redis.call('HGET', KEYS[1], 'msgs:total') or 0)
+local msgsFed = tonumber(redis.call('HGET', KEYS[1], 'msgs:fed') or 0)
+if msgs > msgsFed then redis.call('HINCRBY', KEYS[1], 'msgs:cancelled', msgs - msgsFed) end
 maybe_end(ARGV[1], ARGV[2])
 return 1`)
 
@@ -714,6 +736,7 @@ func (s *Store) Begin(ctx context.Context, op Op) (Decision, error) {
 var beginScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state')
 if st == false or st == 'done' then return 1 end
+if redis.call('HEXISTS', KEYS[1], 'ended_ms') == 1 then return 1 end
 if redis.call('GETBIT', KEYS[2], ARGV[2]) == 1 then return 1 end
 if st == 'paused' then return 2 end
 if st == 'cancelled' then
@@ -723,9 +746,15 @@ if st == 'cancelled' then
 end
 return 0`)
 
-// Finish counts op's outcome once; a failure is recorded with the job.
-// It reports whether this call counted it.
-func (s *Store) Finish(ctx context.Context, op Op, outcome Outcome, f *Failure) (bool, error) {
+// Messages is how a recall operation's messages ended.
+type Messages struct {
+	Recalled, DeadLettered, Cancelled int
+}
+
+// Finish counts op's outcome once, and for a recall its messages' (msgs);
+// a failure is recorded with the job. It reports whether this call counted
+// it.
+func (s *Store) Finish(ctx context.Context, op Op, outcome Outcome, f *Failure, msgs Messages) (bool, error) {
 	var fj string
 	if f != nil {
 		b, _ := json.Marshal(f)
@@ -733,7 +762,8 @@ func (s *Store) Finish(ctx context.Context, op Op, outcome Outcome, f *Failure) 
 	}
 	ctx = context.WithoutCancel(ctx)
 	r, err := finishScript.Run(ctx, s.rdb, s.opKeys(op.Job), op.Endpoint, op.Index, string(outcome), fj,
-		s.now().UnixMilli(), int64(s.retention/time.Second), doneKeyIndex(op.Endpoint)).Int()
+		s.now().UnixMilli(), int64(s.retention/time.Second), doneKeyIndex(op.Endpoint),
+		msgs.Recalled, msgs.DeadLettered, msgs.Cancelled).Int()
 	if err != nil {
 		return false, fmt.Errorf("jobs: count %s of job %s: %w", outcome, op.Job, err)
 	}
@@ -743,6 +773,8 @@ func (s *Store) Finish(ctx context.Context, op Op, outcome Outcome, f *Failure) 
 var finishScript = redis.NewScript(maybeEnd + `
 local st = redis.call('HGET', KEYS[1], 'state')
 if st == false or st == 'done' then return 0 end
+-- An ended job (a cancelled one too) has no bitmaps left to check: count nothing.
+if redis.call('HEXISTS', KEYS[1], 'ended_ms') == 1 then return 0 end
 local ep, idx, outcome = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 if st == 'cancelled' then
   local from = tonumber(redis.call('HGET', KEYS[1], 'cancel_from:' .. ep) or 0)
@@ -755,5 +787,9 @@ redis.call('HINCRBY', KEYS[1], 'fin:' .. ep, 1)
 redis.call('HINCRBY', KEYS[1], outcome .. ':' .. ep, 1)
 redis.call('HINCRBY', KEYS[1], outcome, 1)
 if ARGV[4] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[4]) end
+for i, k in ipairs({'msgs:recalled', 'msgs:dead', 'msgs:cancelled'}) do
+  local v = tonumber(ARGV[7 + i])
+  if v > 0 then redis.call('HINCRBY', KEYS[1], k, v) end
+end
 maybe_end(ARGV[5], ARGV[6])
 return 1`)
