@@ -3,6 +3,9 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,3 +101,68 @@ func TestSIGKILLedWorkerMidJobCountsEveryOperationOnce(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestSIGKILLedProducerLeavesNoJob kills `timq bulk` while it writes a
+// job's operations: no job appears (workers see a job only once its hash
+// is written, at the end), nothing reaches the lanes, and what it wrote
+// expires within the hour.
+func TestSIGKILLedProducerLeavesNoJob(t *testing.T) {
+	t.Parallel()
+	g := newRig(t, sim.Config{})
+	rdb := g.redis.Client(t)
+	ctx := context.Background()
+	n := testenv.Scale(300_000, 3)
+	path := filepath.Join(t.TempDir(), "ops.jsonl")
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "{\"op\":\"modify\",\"GroupId\":\"g%d\",\"MsgSeq\":%d,\"CloudCustomData\":\"x\"}\n", i%50, i+1)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.startWorkerProc("worker", g.workerEnv())
+	p := testenv.Start(t, "bulk", g.workerEnv(), testenv.Binary(t), "bulk", path)
+	var opsKeys []string
+	testenv.Eventually(t, time.Minute, "bulk wrote some operations", func() (bool, string) {
+		opsKeys = rdb.Keys(ctx, "timq:job:{*}:ops:*").Val()
+		for _, k := range opsKeys {
+			if rdb.LLen(ctx, k).Val() > 0 {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("ops keys %v", opsKeys)
+	})
+	p.Kill()
+	if code, _ := p.Wait(time.Second); code != -1 {
+		t.Fatalf("bulk exited with %d before the kill; the test proves nothing", code)
+	}
+	written := int64(0)
+	for _, k := range opsKeys {
+		written += rdb.LLen(ctx, k).Val()
+		if ttl := rdb.TTL(ctx, k).Val(); ttl <= 0 || ttl > time.Hour {
+			t.Errorf("%s expires in %v, want within the hour", k, ttl)
+		}
+	}
+	if written >= int64(n) {
+		t.Fatalf("bulk wrote all %d operations before the kill; the test proves nothing", n)
+	}
+	t.Logf("killed bulk after it wrote %d of %d operations", written, n)
+	store, err := enqueue.New(g.conn).Jobs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if js, err := store.List(ctx, 0); err != nil || len(js) != 0 {
+		t.Fatalf("jobs after the kill = %+v, %v; want none", js, err)
+	}
+	if hashes := rdb.Keys(ctx, "timq:job:{*}").Val(); len(hashes) != 0 {
+		t.Fatalf("job hashes after the kill: %v", hashes)
+	}
+	// The worker's feeder looks every 100 ms; after some of its rounds the
+	// lanes still hold nothing.
+	testenv.WaitFor(t, 10*time.Second, "the feeder's lease", func() bool { return rdb.Exists(ctx, "timq:jobs:feeder").Val() == 1 })
+	for _, q := range []string{"timq-job-clear", "timq-job-recall", "timq-job-modify"} {
+		if info, err := g.insp.GetQueueInfo(q); err == nil && info.Size != 0 {
+			t.Errorf("lane %s holds %d tasks of a job never closed", q, info.Size)
+		}
+	}
+}
