@@ -11,6 +11,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/timq/timq/internal/jobs"
 )
 
 // DefaultConfirmTimeout is how long a call of a Client made with
@@ -18,11 +20,11 @@ import (
 const DefaultConfirmTimeout = 30 * time.Second
 
 // ErrNotConfirmed is matched (with errors.Is) by the error of a call of a
-// Client made with ConfirmReplicas when its tasks were not confirmed on
-// enough replicas in time. The tasks may be queued, or may be lost by a
+// Client made with ConfirmReplicas when its tasks (or a job, at
+// JobWriter.Close) were not confirmed on enough replicas in time. The tasks may be queued, or may be lost by a
 // failover: call again with the same TaskID to find out without queuing
 // twice.
-var ErrNotConfirmed = errors.New("not confirmed on the replicas, so it may not be durable")
+var ErrNotConfirmed = jobs.ErrNotConfirmed
 
 // ClientOption changes how a Client made by New enqueues.
 type ClientOption func(*clientConfig)
@@ -86,6 +88,11 @@ type clientConfig struct {
 //   - A call gives up a little (at most 100ms) before ctx's deadline, to
 //     return its own ErrNotConfirmed error; when ctx is cancelled it
 //     returns at once, with an error matching ErrNotConfirmed and ctx's.
+//
+// A job (NewJob) is confirmed at JobWriter.Close, in two steps: its
+// operations, while the job is still invisible (unconfirmed, they are
+// deleted and Close fails: nothing was queued), then its hash and listings
+// (unconfirmed, Close fails with the job's ID: it may be queued).
 //
 // It needs the Redis clients asynq makes for RedisClientOpt,
 // RedisFailoverClientOpt and RedisClusterClientOpt.

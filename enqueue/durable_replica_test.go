@@ -295,3 +295,43 @@ func TestConfirmReplicasEnqueuesALostTaskAgain(t *testing.T) {
 		t.Errorf("pending list %v, %v; want [lost-1] once", ids, err)
 	}
 }
+
+// A job confirmed on a replica is there, operations and all, when Close
+// returns.
+func TestConfirmReplicasConfirmsAJob(t *testing.T) {
+	t.Parallel()
+	paddr, primary := redisServer(t)
+	host, port, _ := strings.Cut(paddr, ":")
+	_, replica := redisServer(t, "--replicaof", host, port)
+	replicaOnline(t, primary)
+	ctx := context.Background()
+	c := enqueue.New(asynq.RedisClientOpt{Addr: paddr}, enqueue.ConfirmReplicas(1, 10*time.Second))
+	t.Cleanup(func() { _ = c.Close() })
+	w, err := c.NewJob()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2500 // more than one flush of the writer
+	for s := uint64(1); s <= n; s++ {
+		if err := w.Add(ctx, tasks.Modify{GroupId: group, MsgSeq: s, MsgBody: tasks.TextBody("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Add(ctx, tasks.Recall{GroupId: group, MsgSeqList: seqs(1, 3)}); err != nil {
+		t.Fatal(err)
+	}
+	j, err := w.Close(ctx)
+	if err != nil || j.Counts.Total != n+1 {
+		t.Fatalf("Close = %+v, %v", j, err)
+	}
+	key := "timq:job:{" + j.ID + "}"
+	if got := replica.LLen(ctx, key+":ops:modify").Val(); got != n {
+		t.Errorf("the replica holds %d of the job's %d modifies when Close returns", got, n)
+	}
+	if got := replica.LLen(ctx, key+":ops:recall").Val(); got != 1 {
+		t.Errorf("the replica holds %d of the job's 1 recall", got)
+	}
+	if replica.HGet(ctx, key, "total").Val() != strconv.Itoa(n+1) || !replica.SIsMember(ctx, "timq:jobs:active", j.ID).Val() {
+		t.Errorf("the replica lacks the job's hash or its place among the active jobs")
+	}
+}

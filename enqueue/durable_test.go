@@ -106,3 +106,33 @@ func TestTaskID(t *testing.T) {
 		t.Errorf("blank TaskID: %v, want an option error", err)
 	}
 }
+
+// A job that cannot be confirmed on the replicas is refused before it is
+// visible: nothing is queued and nothing stays behind.
+func TestConfirmReplicasRefusesAJobItCannotConfirm(t *testing.T) {
+	t.Parallel()
+	rdb := testenv.Redis(t)
+	c := enqueue.New(rdb.ConnOpt(), enqueue.ConfirmReplicas(1, 300*time.Millisecond))
+	t.Cleanup(func() { _ = c.Close() })
+	ctx := context.Background()
+	w, err := c.NewJob(enqueue.JobName("durable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s := uint64(1); s <= 5; s++ {
+		if err := w.Add(ctx, tasks.Modify{GroupId: group, MsgSeq: s, MsgBody: tasks.TextBody("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = w.Close(ctx)
+	if !errors.Is(err, enqueue.ErrNotConfirmed) || !strings.Contains(err.Error(), "nothing was queued") || !strings.Contains(err.Error(), "WAIT 1: 0 replicas acknowledged") {
+		t.Fatalf("Close with ConfirmReplicas(1) and no replica = %v; want ErrNotConfirmed saying nothing was queued", err)
+	}
+	store, _ := c.Jobs()
+	if js, err := store.List(ctx, 0); err != nil || len(js) != 0 {
+		t.Fatalf("jobs = %+v, %v; want none", js, err)
+	}
+	if keys := rdb.Client(t).Keys(ctx, "timq:job:{"+w.ID()+"}:ops:*").Val(); len(keys) != 0 {
+		t.Errorf("the refused job's operations stay: %v", keys)
+	}
+}

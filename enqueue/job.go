@@ -73,7 +73,7 @@ func (c *Client) NewJob(opts ...JobOption) (*JobWriter, error) {
 	if c.rdb == nil {
 		return nil, errors.New("enqueue: jobs need a Client made by New")
 	}
-	cfg := jobConfig{Weight: 1}
+	cfg := jobConfig{Weight: 1, Replicas: c.cfg.replicas, ConfirmTimeout: c.cfg.timeout}
 	for _, o := range opts {
 		o(&cfg)
 	}

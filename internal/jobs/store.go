@@ -32,6 +32,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -245,6 +246,13 @@ type Spec struct {
 	// Notify, when set, is the http or https URL the job's summary is
 	// POSTed to when it ends (see Notifier).
 	Notify string
+	// Replicas, when above 0, makes Close return only once that many
+	// replicas of each Redis primary involved hold the job: first its
+	// operations (before the job is visible; a failure deletes them and
+	// queues nothing), then its hash and listings. ConfirmTimeout bounds
+	// it (default DefaultConfirmTimeout).
+	Replicas       int
+	ConfirmTimeout time.Duration
 }
 
 // Create starts a new job.
@@ -333,6 +341,22 @@ func (w *Writer) Close(ctx context.Context) (Job, error) {
 		w.abortLocked(ctx)
 		return Job{}, errors.New("jobs: a job needs at least one operation")
 	}
+	var deadline time.Time
+	if w.spec.Replicas > 0 {
+		// The operations first, while the job is invisible: a job whose
+		// lists a failover lost is never seen, only refused here.
+		deadline = time.Now().Add(cmp.Or(w.spec.ConfirmTimeout, DefaultConfirmTimeout))
+		var checks []check
+		for _, ep := range Endpoints {
+			if w.total[ep] > 0 {
+				checks = append(checks, check{key: opsKey(w.id, ep), kind: "list", want: w.total[ep], fence: jobKey(w.id) + ":fence"})
+			}
+		}
+		if err := confirm(ctx, w.s.rdb, w.spec.Replicas, deadline, checks); err != nil {
+			w.abortLocked(ctx)
+			return Job{}, fmt.Errorf("jobs: the job's operations, on %d replica(s): %w; nothing was queued", w.spec.Replicas, err)
+		}
+	}
 	w.closed = true
 	fields := map[string]any{
 		"name": w.spec.Name, "state": StateQueued, "weight": w.spec.Weight,
@@ -367,6 +391,18 @@ func (w *Writer) Close(ctx context.Context) (Job, error) {
 	}
 	if err != nil {
 		return Job{}, fmt.Errorf("jobs: store job: %w", err)
+	}
+	if w.spec.Replicas > 0 {
+		checks := []check{
+			{key: jobKey(w.id), kind: "hash", member: "created_ms", fence: jobKey(w.id) + ":fence"},
+			{key: allJobsKey, kind: "zset", member: w.id, fence: "timq:fence:{" + allJobsKey + "}"},
+			{key: activeJobsKey, kind: "set", member: w.id, fence: "timq:fence:{" + activeJobsKey + "}"},
+		}
+		if err := confirm(ctx, w.s.rdb, w.spec.Replicas, deadline, checks); err != nil {
+			j, _ := w.s.Get(ctx, w.id)
+			j.ID = w.id
+			return j, fmt.Errorf("jobs: job %s, on %d replica(s): %w; it may be queued (timq jobs show %s)", w.id, w.spec.Replicas, err, w.id)
+		}
 	}
 	return w.s.Get(ctx, w.id)
 }
