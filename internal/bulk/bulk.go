@@ -150,7 +150,7 @@ func Run(ctx context.Context, in io.ReadSeeker, q Enqueuer, opts Options) (*Summ
 		DryRun:   opts.DryRun,
 		Errors:   []ErrorLine{},
 	}
-	if err := validate(ctx, in, opts, s); err != nil {
+	if err := validate(ctx, in, opts, s, nil); err != nil {
 		return s, err
 	}
 	if s.Rejected > 0 && !opts.SkipInvalid {
@@ -201,8 +201,37 @@ func (s *Summary) estimate(byType map[string]int64) {
 	s.EstimateSeconds = s.Estimate.Seconds()
 }
 
-// validate is the first pass.
-func validate(ctx context.Context, in io.Reader, opts Options, s *Summary) error {
+// Stream validates every line of in in one pass and hands the tasks of
+// each valid line to add as it goes (unless Options.DryRun), until a line
+// is rejected without Options.SkipInvalid: then it only validates the rest,
+// and returns ErrRejected at the end. For producers whose adds stay
+// invisible until they commit, such as a job's writer, this gives Run's
+// all-or-nothing rule without reading the input twice. The summary's
+// Enqueued counts what add accepted.
+func Stream(ctx context.Context, in io.Reader, add func(context.Context, tasks.Payload) error, opts Options) (*Summary, error) {
+	opts = withDefaults(opts)
+	s := &Summary{Tasks: map[string]int64{}, Enqueued: map[string]int64{}, Rate: opts.Rate, DryRun: opts.DryRun, Errors: []ErrorLine{}}
+	err := validate(ctx, in, opts, s, func(parts []tasks.Payload) error {
+		if opts.DryRun || (s.Rejected > 0 && !opts.SkipInvalid) {
+			return nil
+		}
+		for _, p := range parts {
+			if err := add(ctx, p); err != nil {
+				return err
+			}
+			s.Enqueued[p.TaskType()]++
+		}
+		return nil
+	})
+	s.estimate(s.Tasks)
+	if err == nil && s.Rejected > 0 && !opts.SkipInvalid {
+		err = fmt.Errorf("%d %s %w", s.Rejected, plural(s.Rejected, "line", "lines"), ErrRejected)
+	}
+	return s, err
+}
+
+// validate is the first pass; each, when set, gets every valid line's tasks.
+func validate(ctx context.Context, in io.Reader, opts Options, s *Summary, each func([]tasks.Payload) error) error {
 	var lines atomic.Int64
 	stop := startProgress(opts.Progress, func(elapsed time.Duration) string {
 		return fmt.Sprintf("validating: %d lines", lines.Load())
@@ -240,6 +269,11 @@ func validate(ctx context.Context, in io.Reader, opts Options, s *Summary) error
 			continue
 		}
 		s.Tasks[parts[0].TaskType()] += int64(len(parts))
+		if each != nil {
+			if err := each(parts); err != nil {
+				return err
+			}
+		}
 	}
 	if more := s.Rejected - int64(len(s.Errors)); more > 0 && opts.Errors != nil {
 		fmt.Fprintf(opts.Errors, "... and %d more rejected %s\n", more, plural(more, "line", "lines"))

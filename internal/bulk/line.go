@@ -136,6 +136,48 @@ func ParseLine(line []byte) ([]tasks.Payload, error) {
 	if err != nil {
 		return nil, err
 	}
+	return split(p)
+}
+
+// ParseBody reads one operation's request body (a bulk line without "op")
+// as strictly as ParseLine, for op "clear", "recall" or "modify", and
+// splits it into tasks like ParseLine. Errors are *tasks.ValidationError.
+func ParseBody(op string, body []byte) ([]tasks.Payload, error) {
+	var (
+		p   tasks.Payload
+		err error
+	)
+	switch op {
+	case OpClear:
+		var v tasks.Clear
+		err, p = strictDecode(body, &v), v
+	case OpRecall:
+		var v tasks.Recall
+		err, p = strictDecode(body, &v), v
+	case OpModify:
+		var v tasks.Modify
+		err, p = strictDecode(body, &v), v
+	default:
+		return nil, &tasks.ValidationError{Field: "op", Reason: fmt.Sprintf(`must be "clear", "recall" or "modify", not %q`, op)}
+	}
+	if ge := jsonguard.NotUTF8(body); ge != nil {
+		return nil, validationError(ge)
+	}
+	var ve *tasks.ValidationError
+	if err != nil && !(errors.As(err, &ve) && ve.Field != "JSON") {
+		return nil, err // not well-formed JSON: nothing more to check
+	}
+	if ge := jsonguard.Check(body); ge != nil {
+		return nil, validationError(ge)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return split(p)
+}
+
+// split is enqueue.Split with its error as a *tasks.ValidationError.
+func split(p tasks.Payload) ([]tasks.Payload, error) {
 	parts, err := enqueue.Split(p)
 	if err != nil {
 		var ve *tasks.ValidationError

@@ -12,10 +12,8 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/timq/timq/enqueue"
 	"github.com/timq/timq/internal/config"
 	"github.com/timq/timq/internal/dlq"
-	"github.com/timq/timq/tasks"
 )
 
 const dlqUsage = `Usage:
@@ -302,7 +300,7 @@ func runDLQRequeue(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer client.Close()
-	res, err := c.store.Requeue(ctx, taskEnqueuer(client), ids...)
+	res, err := c.store.Requeue(ctx, dlq.Through(client), ids...)
 	fmt.Fprintf(env.Stdout, "requeued %d of %d\n", len(res.Requeued), len(ids))
 	for _, r := range res.Requeued {
 		fmt.Fprintf(env.Stdout, "%s -> %s\n", r.ID, r.TaskID)
@@ -317,32 +315,6 @@ func runDLQRequeue(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("%d of %d not requeued; they stay in the store", len(res.Failed), len(ids))
 	}
 	return nil
-}
-
-// taskEnqueuer requeues an entry as a fresh task through package enqueue:
-// the payload is parsed and validated by package tasks, then enqueued with
-// the task defaults in the entry's queue (the type's default queue when the
-// entry has none) and with NoDedup, because asynq keeps the unique lock of
-// the dead-lettered task until its TTL ends.
-func taskEnqueuer(client *enqueue.Client) dlq.Enqueuer {
-	return dlq.EnqueuerFunc(func(ctx context.Context, taskType string, payload []byte, queue string) (string, error) {
-		p, err := tasks.Parse(taskType, payload)
-		if err != nil {
-			return "", fmt.Errorf("payload: %w", err)
-		}
-		opts := []enqueue.Option{enqueue.NoDedup()}
-		if queue != "" {
-			opts = append(opts, enqueue.Queue(queue))
-		}
-		ids, err := client.Enqueue(ctx, p, opts...)
-		if err != nil {
-			return strings.Join(ids, ","), err
-		}
-		if len(ids) != 1 { // a stored payload is one task: Parse allows at most one call's worth
-			return strings.Join(ids, ","), fmt.Errorf("payload became %d tasks, want 1", len(ids))
-		}
-		return ids[0], nil
-	})
 }
 
 func runDLQPurge(ctx context.Context, env *Env, args []string) error {

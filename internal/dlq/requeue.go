@@ -6,9 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/timq/timq/enqueue"
+	"github.com/timq/timq/tasks"
 )
 
 // Enqueuer enqueues an operation again for Requeue.
@@ -131,4 +134,30 @@ func randomToken() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// Through requeues an entry as a fresh task through package enqueue:
+// the payload is parsed and validated by package tasks, then enqueued with
+// the task defaults in the entry's queue (the type's default queue when the
+// entry has none) and with NoDedup, because asynq keeps the unique lock of
+// the dead-lettered task until its TTL ends.
+func Through(client *enqueue.Client) Enqueuer {
+	return EnqueuerFunc(func(ctx context.Context, taskType string, payload []byte, queue string) (string, error) {
+		p, err := tasks.Parse(taskType, payload)
+		if err != nil {
+			return "", fmt.Errorf("payload: %w", err)
+		}
+		opts := []enqueue.Option{enqueue.NoDedup()}
+		if queue != "" {
+			opts = append(opts, enqueue.Queue(queue))
+		}
+		ids, err := client.Enqueue(ctx, p, opts...)
+		if err != nil {
+			return strings.Join(ids, ","), err
+		}
+		if len(ids) != 1 { // a stored payload is one task: Parse allows at most one call's worth
+			return strings.Join(ids, ","), fmt.Errorf("payload became %d tasks, want 1", len(ids))
+		}
+		return ids[0], nil
+	})
 }
