@@ -16,10 +16,11 @@ run: build
 	$(BIN) dev
 
 ## test: lint, then every test with the race detector. Installs Debian's
-## chromium for the dashboard's browser test when it can (that test fails
-## without it under CI=true and is skipped otherwise).
+## chromium and nodejs, for the browser test and the Node client example,
+## when it can (those tests fail without them under CI=true and are skipped
+## otherwise).
 test: lint
-	@./.ci/install-chromium.sh || [ "$$CI" != "true" ]
+	@./.ci/install-test-tools.sh || [ "$$CI" != "true" ]
 	$(GO) test $(TEST_FLAGS) $(PKGS)
 
 ## test-embedded: the tests again, forcing the embedded Redis (what a machine without Redis runs)

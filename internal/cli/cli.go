@@ -47,6 +47,7 @@ func commands() []command {
 		{"dlq", "list, show, requeue or purge dead-lettered operations", runDLQ},
 		{"stats", "print queue sizes and the dead-letter count", runStats},
 		{"dash", "serve the asynqmon dashboard", runDash},
+		{"api", "serve the HTTP API", runAPI},
 		{"sim", "run the local emulator of the Chat REST API", runSim},
 		{"bench", "benchmark workers against the emulator (make bench)", runBench},
 	}

@@ -36,6 +36,7 @@ func runDev(ctx context.Context, env *Env, args []string) error {
 	opts.Logger = log
 	opts.Ready = func(e devrun.Endpoints) {
 		fmt.Fprintf(env.Stdout, "timq dev: dashboard at %s (jobs at %sjobs/, dead letters at %sdlq/)\n", e.DashboardURL, e.DashboardURL, e.DashboardURL)
+		fmt.Fprintf(env.Stdout, "timq dev: HTTP API at %s (described at %sopenapi.json; try: curl -d '{\"GroupId\":\"dev-group-00\",\"MsgSeqList\":[{\"MsgSeq\":1}]}' %srecall)\n", e.APIURL, e.DashboardURL, e.APIURL)
 		fmt.Fprintf(env.Stdout, "timq dev: embedded Redis at %s (try: TIMQ_REDIS_URL=%s timq stats)\n", e.RedisURL, e.RedisURL)
 		fmt.Fprintf(env.Stdout, "timq dev: API emulator at %s; Ctrl-C to stop\n", e.EmulatorURL)
 	}

@@ -20,7 +20,7 @@ import (
 )
 
 // chromiumPath is where Debian's chromium package installs the browser
-// (.ci/install-chromium.sh installs it).
+// (.ci/install-test-tools.sh installs it).
 const chromiumPath = "/usr/bin/chromium"
 
 // screenshotDir is where the browser test saves its screenshots: the
@@ -43,9 +43,9 @@ func needChromium(t *testing.T) {
 		return
 	}
 	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is missing on CI: the setup must run .ci/install-chromium.sh", chromiumPath)
+		t.Fatalf("%s is missing on CI: the setup must run .ci/install-test-tools.sh", chromiumPath)
 	}
-	t.Skipf("%s is missing: run .ci/install-chromium.sh (apt-get install chromium) to run the browser test", chromiumPath)
+	t.Skipf("%s is missing: run .ci/install-test-tools.sh (apt-get install chromium) to run the browser test", chromiumPath)
 }
 
 // browser starts a headless Chromium with a fresh profile and returns a tab.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/timq/timq/enqueue"
 	"github.com/timq/timq/internal/chatapi"
+	"github.com/timq/timq/internal/api"
 	"github.com/timq/timq/internal/dashboard"
 	"github.com/timq/timq/internal/sim"
 	"github.com/timq/timq/worker"
@@ -61,6 +62,7 @@ func CheckSampleRate(rate float64) error {
 // Endpoints tells where the parts of a running dev setup are.
 type Endpoints struct {
 	DashboardURL string
+	APIURL       string // the HTTP API, on the dashboard's port
 	RedisURL     string
 	EmulatorURL  string
 }
@@ -144,13 +146,26 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer dash.Close()
-	dashSrv := &http.Server{Handler: dash, ReadHeaderTimeout: 5 * time.Second}
+	// The HTTP API beside it, on loopback without tokens like the dashboard.
+	apiSrv, err := api.New(api.Config{Redis: redisOpt, Logger: opts.Logger})
+	if err != nil {
+		dashLn.Close()
+		return err
+	}
+	defer apiSrv.Close()
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", apiSrv)
+	mux.Handle("/openapi.json", apiSrv)
+	mux.Handle("/openapi.yaml", apiSrv)
+	mux.Handle("/", dash)
+	dashSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = dashSrv.Serve(dashLn) }()
 	defer dashSrv.Close()
 
 	if opts.Ready != nil {
 		opts.Ready(Endpoints{
 			DashboardURL: "http://" + dashLn.Addr().String() + "/",
+			APIURL:       "http://" + dashLn.Addr().String() + "/v1/",
 			RedisURL:     "redis://" + mr.Addr(),
 			EmulatorURL:  emuURL,
 		})

@@ -84,6 +84,32 @@ func TestDevRunShowsWorkFlowingAndDeadLettering(t *testing.T) {
 		return j.Name == SampleJobName && j.Counts.Total == sampleJobSize && j.Counts.Applied > 0, fmt.Sprintf("%+v", j)
 	})
 
+	// The HTTP API is served beside the dashboard, and what it queues runs.
+	apiResp, err := http.Post(ep.APIURL+"recall", "application/json", strings.NewReader(`{"GroupId":"dev-group-00","MsgSeqList":[{"MsgSeq":3}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiBody, _ := io.ReadAll(apiResp.Body)
+	apiResp.Body.Close()
+	if apiResp.StatusCode != http.StatusAccepted || !strings.Contains(string(apiBody), `"task_ids":["`) {
+		t.Fatalf("POST %srecall: %d %s", ep.APIURL, apiResp.StatusCode, apiBody)
+	}
+	var queued struct {
+		TaskIDs []string `json:"task_ids"`
+	}
+	if err := json.Unmarshal(apiBody, &queued); err != nil || len(queued.TaskIDs) != 1 {
+		t.Fatalf("POST recall answered %s", apiBody)
+	}
+	testenv.Eventually(t, 30*time.Second, "the recall sent through the API completed", func() (bool, string) {
+		resp, err := http.Get(ep.APIURL + "tasks/" + queued.TaskIDs[0])
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), `"state":"completed"`), string(b)
+	})
+
 	resp, err := http.Get(strings.TrimSuffix(ep.DashboardURL, "/") + "/api/queues")
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,79 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"github.com/timq/timq/internal/api"
+	"github.com/timq/timq/internal/config"
+	"github.com/timq/timq/internal/httpserver"
+)
+
+// DefaultAPIAddr is where timq api listens without --addr.
+const DefaultAPIAddr = "127.0.0.1:8090"
+
+const apiUsage = `[--addr HOST:PORT] [--max-job-body BYTES]
+
+Serves timq's HTTP API: enqueue operations, read tasks, run jobs and handle
+dead letters over JSON under /v1/, described at /openapi.json (OpenAPI 3.1).
+Settings: TIMQ_REDIS_URL (or TIMQ_REDIS_CLUSTER_ADDRS), TIMQ_ENQUEUE_REPLICAS;
+bearer tokens TIMQ_API_TOKEN (scope enqueue: enqueue and read) and
+TIMQ_API_ADMIN_TOKEN (scope admin: also pause, resume and cancel jobs,
+requeue and purge dead letters), comma-separated, or TIMQ_API_TOKEN_FILE and
+TIMQ_API_ADMIN_TOKEN_FILE with one per line. Tokens are required unless
+--addr is a loopback address.`
+
+// runAPI serves the HTTP API until ctx ends.
+func runAPI(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "api", apiUsage)
+	addr := fs.String("addr", DefaultAPIAddr, "listen on HOST:PORT")
+	maxJob := fs.Int64("max-job-body", api.DefaultMaxJobBody, "the largest job body in `bytes` (413 past it)")
+	var lf logFlags
+	lf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return UsageError("unexpected argument %q", fs.Arg(0))
+	}
+	if *maxJob < 1<<10 {
+		return UsageError("--max-job-body: want at least 1024 bytes, got %d", *maxJob)
+	}
+	log, err := lf.logger(env)
+	if err != nil {
+		return err
+	}
+	get := getenvOr(env)
+	tokens, err := api.LoadTokens(get)
+	if err != nil {
+		return settingError(err)
+	}
+	if err := api.CheckAddr(*addr, tokens); err != nil {
+		return UsageError("--addr: %v", err)
+	}
+	r, err := config.LoadRedis(get)
+	if err != nil {
+		return settingError(err)
+	}
+	enq, _, err := newEnqueueClient(env, r.Conn)
+	if err != nil {
+		return err
+	}
+	defer enq.Close()
+	srv, err := api.New(api.Config{Redis: r.Conn, Tokens: tokens, Enqueue: enq, MaxJobBody: *maxJob, Logger: log})
+	if err != nil {
+		return UsageError("%v", err)
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("--addr: %w", err)
+	}
+	if len(tokens) == 0 {
+		log.Warn("API without tokens: anyone on this host can use it", "addr", ln.Addr().String())
+	}
+	log.Info("serving the API", "url", "http://"+ln.Addr().String()+"/v1/", "openapi", "http://"+ln.Addr().String()+"/openapi.json",
+		"redis", r.Display, "tokens", len(tokens))
+	return httpserver.Serve(ctx, ln, srv)
+}
