@@ -21,8 +21,8 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/timq/timq/enqueue"
-	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/api"
+	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/dashboard"
 	"github.com/timq/timq/internal/sim"
 	"github.com/timq/timq/worker"
