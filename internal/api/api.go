@@ -30,11 +30,13 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/timq/timq/enqueue"
 	"github.com/timq/timq/internal/dlq"
 	"github.com/timq/timq/internal/jobs"
+	"github.com/timq/timq/internal/metrics"
 )
 
 // Version is the API's version, in its paths (/v1/...) and description.
@@ -69,6 +71,9 @@ type Config struct {
 	IdempotencyTTL time.Duration
 	// Logger receives the access log and errors. Defaults to slog.Default().
 	Logger *slog.Logger
+	// Metrics, when set, receives timq_api_requests_total{route,status}
+	// and timq_api_request_duration_seconds{route}.
+	Metrics prometheus.Registerer
 }
 
 // Server is the API: an http.Handler.
@@ -84,7 +89,7 @@ type Server struct {
 	insp    *asynq.Inspector
 	queues  []string // every queue a task may be in, for GET /v1/tasks/{id}
 	log     *slog.Logger
-	started time.Time
+	metrics *metrics.API // nil: none
 }
 
 // New returns a Server for cfg.
@@ -111,7 +116,14 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("api: unsupported Redis connection %T", cfg.Redis)
 	}
 	s := &Server{cfg: cfg, rdb: rc, jobs: jobs.NewStore(rc, 0), dlq: dlq.New(rc), insp: asynq.NewInspector(cfg.Redis),
-		log: cfg.Logger, enq: cfg.Enqueue, started: time.Now()}
+		log: cfg.Logger, enq: cfg.Enqueue}
+	if cfg.Metrics != nil {
+		m, err := metrics.NewAPI(cfg.Metrics)
+		if err != nil {
+			return nil, fmt.Errorf("api: Metrics: %w", err)
+		}
+		s.metrics = m
+	}
 	if s.enq == nil {
 		s.enq, s.ownEnq = enqueue.New(cfg.Redis), true
 	}
@@ -142,9 +154,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	s.mux.ServeHTTP(rec, r)
-	attrs := []any{"method", r.Method, "route", r.Pattern, "status", rec.status, "duration_ms", time.Since(start).Milliseconds()}
-	if rec.id != "" {
-		attrs = append(attrs, "id", rec.id)
+	took := time.Since(start)
+	s.metrics.Request(r.Pattern, rec.status, took)
+	attrs := []any{"method", r.Method, "route", r.Pattern, "status", rec.status, "duration_ms", took.Milliseconds()}
+	if id := r.PathValue("id"); id != "" {
+		attrs = append(attrs, "id", id) // the task, job or dead letter the request named
 	}
 	s.log.Info("api request", attrs...)
 }
@@ -153,7 +167,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
-	id     string // the task or job ID the request named or made
 }
 
 func (r *statusRecorder) WriteHeader(code int) {

@@ -182,12 +182,17 @@ func TestTokensAndScopes(t *testing.T) {
 	if p := g.post("/v1/jobs/"+id+"/cancel", adminToken, ""); p.status != 200 {
 		t.Fatalf("cancel with the admin token: %d %s", p.status, p.body)
 	}
+	// Requests are counted by route and status, without IDs.
+	if got := counterValue(t, g.metrics, "timq_api_requests_total", "POST /v1/jobs/{id}/cancel", "403"); got != 1 {
+		t.Errorf("timq_api_requests_total{POST /v1/jobs/{id}/cancel,403} = %v, want 1", got)
+	}
 	// The admin token does everything the enqueue one does.
 	if p := g.get("/v1/jobs/"+id, adminToken); p.status != 200 {
 		t.Fatalf("read with the admin token: %d", p.status)
 	}
-	// No token shows in the access log.
-	if out := g.logs.String(); strings.Contains(out, enqueueToken) || strings.Contains(out, adminToken) || !strings.Contains(out, `"route":"POST /v1/jobs/{id}/cancel"`) {
+	// No token shows in the access log, which names the route and the job.
+	if out := g.logs.String(); strings.Contains(out, enqueueToken) || strings.Contains(out, adminToken) ||
+		!strings.Contains(out, `"route":"POST /v1/jobs/{id}/cancel","status":403`) || !strings.Contains(out, `"id":"`+id+`"`) {
 		t.Errorf("access log leaks a token or lacks the route:\n%s", out)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/timq/timq/internal/api"
@@ -91,12 +92,13 @@ func unexercised() []string {
 // rig is an API server on a test's Redis, with the emulator and, when
 // started, a worker.
 type rig struct {
-	t     *testing.T
-	redis *testenv.RedisDB
-	emu   *testenv.Emulator
-	srv   *api.Server
-	url   string
-	logs  *testenv.LogBuffer
+	t       *testing.T
+	redis   *testenv.RedisDB
+	emu     *testenv.Emulator
+	srv     *api.Server
+	url     string
+	logs    *testenv.LogBuffer
+	metrics *prometheus.Registry
 }
 
 func newRig(t *testing.T, mutate ...func(*api.Config)) *rig {
@@ -104,7 +106,8 @@ func newRig(t *testing.T, mutate ...func(*api.Config)) *rig {
 	r := testenv.Redis(t)
 	log, logs := testenv.Logger(t)
 	t.Cleanup(logs.Stop)
-	cfg := api.Config{Redis: r.ConnOpt(), Logger: log, Tokens: []api.Token{
+	reg := prometheus.NewRegistry()
+	cfg := api.Config{Redis: r.ConnOpt(), Logger: log, Metrics: reg, Tokens: []api.Token{
 		{Secret: enqueueToken, Scope: api.ScopeEnqueue}, {Secret: adminToken, Scope: api.ScopeAdmin},
 	}}
 	for _, m := range mutate {
@@ -117,7 +120,7 @@ func newRig(t *testing.T, mutate ...func(*api.Config)) *rig {
 	t.Cleanup(func() { _ = s.Close() })
 	hs := httptest.NewServer(s)
 	t.Cleanup(hs.Close)
-	return &rig{t: t, redis: r, emu: testenv.StartEmulator(t, sim.Config{}), srv: s, url: hs.URL, logs: logs}
+	return &rig{t: t, redis: r, emu: testenv.StartEmulator(t, sim.Config{}), srv: s, url: hs.URL, logs: logs, metrics: reg}
 }
 
 // startWorker runs a worker on the rig's Redis and emulator.
@@ -303,4 +306,28 @@ func jsonIndent(dst *bytes.Buffer, src []byte) error {
 	}
 	dst.WriteByte('\n')
 	return nil
+}
+
+// counterValue returns the value of name{route, status}.
+func counterValue(t *testing.T, g prometheus.Gatherer, name, route, status string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			if l["route"] == route && l["status"] == status {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

@@ -4,7 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/timq/timq/internal/api"
 	"github.com/timq/timq/internal/config"
 	"github.com/timq/timq/internal/httpserver"
@@ -16,7 +20,8 @@ const DefaultAPIAddr = "127.0.0.1:8090"
 const apiUsage = `[--addr HOST:PORT] [--max-job-body BYTES]
 
 Serves timq's HTTP API: enqueue operations, read tasks, run jobs and handle
-dead letters over JSON under /v1/, described at /openapi.json (OpenAPI 3.1).
+dead letters over JSON under /v1/, described at /openapi.json (OpenAPI 3.1),
+with Prometheus metrics at /metrics.
 Settings: TIMQ_REDIS_URL (or TIMQ_REDIS_CLUSTER_ADDRS), TIMQ_ENQUEUE_REPLICAS;
 bearer tokens TIMQ_API_TOKEN (scope enqueue: enqueue and read) and
 TIMQ_API_ADMIN_TOKEN (scope admin: also pause, resume and cancel jobs,
@@ -61,7 +66,9 @@ func runAPI(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer enq.Close()
-	srv, err := api.New(api.Config{Redis: r.Conn, Tokens: tokens, Enqueue: enq, MaxJobBody: *maxJob, Logger: log})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := api.New(api.Config{Redis: r.Conn, Tokens: tokens, Enqueue: enq, MaxJobBody: *maxJob, Logger: log, Metrics: reg})
 	if err != nil {
 		return UsageError("%v", err)
 	}
@@ -75,5 +82,8 @@ func runAPI(ctx context.Context, env *Env, args []string) error {
 	}
 	log.Info("serving the API", "url", "http://"+ln.Addr().String()+"/v1/", "openapi", "http://"+ln.Addr().String()+"/openapi.json",
 		"redis", r.Display, "tokens", len(tokens))
-	return httpserver.Serve(ctx, ln, srv)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", srv)
+	return httpserver.Serve(ctx, ln, mux)
 }
