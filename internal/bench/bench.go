@@ -83,6 +83,11 @@ type Config struct {
 	// latency behind a job, two jobs' shares of the job lane, and a
 	// 1,000,000-line `timq bulk` with Redis's memory around it.
 	SkipJobs bool
+	// SkipAPI leaves out the HTTP API phase (see runAPI): enqueues per
+	// second over HTTP beside the Go client, and a 100,000-line job.
+	SkipAPI bool
+	// APIOnly runs the HTTP API phase alone.
+	APIOnly bool
 	// RedisAddr is the real Redis to try first; defaults to 127.0.0.1:6379.
 	RedisAddr string
 	// Rate is the emulator's limit per endpoint and the workers' TIMQ_RATE.
@@ -282,6 +287,7 @@ type Results struct {
 	Recall    []RecallRow
 	// Jobs is the jobs phase's figures; nil when it was skipped.
 	Jobs     *JobsResult
+	API      *APIResult
 	Commands []CommandMix
 	Series   []series
 }
@@ -359,6 +365,9 @@ func Run(ctx context.Context, cfg Config) (res *Results, err error) {
 	defer r.aq.Close()
 	r.enq = enqueue.NewFromAsynq(r.aq)
 
+	if cfg.APIOnly {
+		cfg.Workers, cfg.SkipRecallScenarios, cfg.SkipJobs, cfg.SkipAPI = nil, true, true, false
+	}
 	for _, n := range cfg.Workers {
 		if err := r.runMixed(ctx, n); err != nil {
 			return r.res, fmt.Errorf("%d workers: %w", n, err)
@@ -372,6 +381,11 @@ func Run(ctx context.Context, cfg Config) (res *Results, err error) {
 	if !cfg.SkipJobs {
 		if err := r.runJobs(ctx); err != nil {
 			return r.res, fmt.Errorf("jobs: %w", err)
+		}
+	}
+	if !cfg.SkipAPI {
+		if err := r.runAPI(ctx); err != nil {
+			return r.res, fmt.Errorf("api: %w", err)
 		}
 	}
 	r.res.Elapsed = time.Since(r.res.Started)

@@ -214,8 +214,10 @@ func (res *Results) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "Busy loops: %d processes spinning from after the yardstick to the end (--busy), competing with every process for the %d cores\n", n, numCPU())
 	}
 	fmt.Fprintf(w, "Yardstick: %s\n\n", res.Yardstick)
-	if err := res.mainTable().text(w); err != nil {
-		return err
+	if len(res.Rows) > 0 {
+		if err := res.mainTable().text(w); err != nil {
+			return err
+		}
 	}
 	if t := res.targets(); len(t) > 0 {
 		fmt.Fprintln(w, "\nTargets:")
@@ -241,6 +243,12 @@ func (res *Results) WriteText(w io.Writer) error {
 			return err
 		}
 	}
+	if a := res.API; a != nil {
+		fmt.Fprintln(w, "\nHTTP API (timq api, no worker running):")
+		if err := a.apiTable().text(w); err != nil {
+			return err
+		}
+	}
 	_, err := fmt.Fprintf(w, "\n(%v in all; results.md, calls.csv, calls.png and logs/ in %s)\n", res.Elapsed.Round(time.Second), res.Cfg.Out)
 	return err
 }
@@ -261,22 +269,24 @@ func (res *Results) Markdown() []byte {
 	}
 	fmt.Fprintf(&b, "Yardstick, measured by the bench before the workers start: %s. "+
 		"CPU per call depends on the machine as much as on timq: compare CPU figures only between runs with similar yardsticks.\n\n", res.Yardstick)
-	fmt.Fprintf(&b, "## Mixed backlog (clear, recall and modify at once)\n\n")
-	res.mainTable().markdown(&b)
-	if t := res.targets(); len(t) > 0 {
-		fmt.Fprintf(&b, "\nTargets:\n\n")
-		for _, l := range t {
-			fmt.Fprintf(&b, "- %s\n", l)
+	if len(res.Rows) > 0 {
+		fmt.Fprintf(&b, "## Mixed backlog (clear, recall and modify at once)\n\n")
+		res.mainTable().markdown(&b)
+		if t := res.targets(); len(t) > 0 {
+			fmt.Fprintf(&b, "\nTargets:\n\n")
+			for _, l := range t {
+				fmt.Fprintf(&b, "- %s\n", l)
+			}
 		}
-	}
-	fmt.Fprintf(&b, "\n%s\n", strings.TrimSpace(mainNotes))
-	var bench []string
-	for _, r := range res.Rows {
-		if r.Endpoint == res.Rows[0].Endpoint {
-			bench = append(bench, fmt.Sprintf("%.2f cores with %s", r.BenchCores, r.Config))
+		fmt.Fprintf(&b, "\n%s\n", strings.TrimSpace(mainNotes))
+		var bench []string
+		for _, r := range res.Rows {
+			if r.Endpoint == res.Rows[0].Endpoint {
+				bench = append(bench, fmt.Sprintf("%.2f cores with %s", r.BenchCores, r.Config))
+			}
 		}
+		fmt.Fprintf(&b, "- The bench process itself (mostly the counting proxy) used %s over the same spans; the emulator and Redis run on the same cores too. The recall scenarios connect the worker to Redis directly.\n", strings.Join(bench, ", "))
 	}
-	fmt.Fprintf(&b, "- The bench process itself (mostly the counting proxy) used %s over the same spans; the emulator and Redis run on the same cores too. The recall scenarios connect the worker to Redis directly.\n", strings.Join(bench, ", "))
 	if len(res.Recall) > 0 {
 		fmt.Fprintf(&b, "\n## Recall coalescing (recall only, one worker)\n\n")
 		res.recallTable().markdown(&b)
@@ -288,6 +298,10 @@ func (res *Results) Markdown() []byte {
 		fmt.Fprintf(&b, "\n%s\n\n", j.backlogNote())
 		j.jobsTable(c.Rate).markdown(&b)
 		fmt.Fprintf(&b, "\n%s\n", strings.TrimSpace(jobsNotes))
+	}
+	if a := res.API; a != nil {
+		fmt.Fprintf(&b, "\n## HTTP API (timq api, no worker running)\n\n")
+		a.apiTable().markdown(&b)
 	}
 	if len(res.Commands) > 0 {
 		fmt.Fprintf(&b, "\n## Redis commands per API call, by command\n\nWhole backlog run (worker start-up and drain included), all endpoints; commands under 0.01 per call left out.\n\n")

@@ -50,6 +50,11 @@ func runAPI(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	get := getenvOr(env)
+	stopProfile, err := startCPUProfile(get(envCPUProfile))
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	tokens, err := api.LoadTokens(get)
 	if err != nil {
 		return settingError(err)

@@ -110,7 +110,7 @@ func TestWorkerServesMetricsHealthAndDashboard(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- Main(ctx, env, []string{"worker", "--dashboard", "--shutdown-timeout", "1s", "--log-format", "json"})
+		done <- Main(ctx, env, []string{"worker", "--dashboard", "--api", "--shutdown-timeout", "1s", "--log-format", "json"})
 	}()
 	base := "http://" + vars["TIMQ_HTTP_ADDR"]
 	getUntil(t, base+"/healthz", nil, 200)
@@ -137,6 +137,18 @@ func TestWorkerServesMetricsHealthAndDashboard(t *testing.T) {
 		}
 	}
 	getUntil(t, base+"/dashboard/api/queues", nil, 200) // loopback: no credentials needed
+	// The HTTP API is mounted beside them, and counted in the same metrics.
+	resp, err := http.Post(base+"/v1/clear", "application/json", strings.NewReader(`{"GroupId":"@TGS#w"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /v1/clear on the worker's port: %d", resp.StatusCode)
+	}
+	if m := getUntil(t, base+"/metrics", nil, 200); !strings.Contains(m, `timq_api_requests_total{route="POST /v1/clear",status="202"} 1`) {
+		t.Errorf("/metrics lacks the API request")
+	}
 	cancel()
 	select {
 	case code := <-done:
@@ -168,6 +180,12 @@ func TestWorkerDashboardRefusesAnOpenAddressWithoutCredentials(t *testing.T) {
 	})
 	if code := Main(context.Background(), env, []string{"worker", "--dashboard"}); code != 2 {
 		t.Errorf("worker --dashboard without --http-addr: exit %d, want 2; stderr %q", code, errb)
+	}
+	env, _, errb = simEnv(map[string]string{
+		"TIMQ_REDIS_URL": r.URL(), "TIMQ_SDKAPPID": "1400000001", "TIMQ_SECRET_KEY": "k", "TIMQ_API_BASE": "http://127.0.0.1:1",
+	})
+	if code := Main(context.Background(), env, []string{"worker", "--http-addr", "0.0.0.0:0", "--api"}); code != 2 || !strings.Contains(errb.String(), "TIMQ_API_TOKEN") {
+		t.Errorf("worker --api on 0.0.0.0 without tokens: exit %d, want 2 naming TIMQ_API_TOKEN; stderr %q", code, errb)
 	}
 }
 

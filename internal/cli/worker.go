@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/timq/timq/internal/api"
 	"github.com/timq/timq/internal/config"
 	"github.com/timq/timq/internal/dashboard"
 	"github.com/timq/timq/internal/dlq"
@@ -35,6 +36,7 @@ type workerSettings struct {
 	maxRetry        int
 	httpAddr        string
 	dashboard       bool
+	serveAPI        bool
 	dashReadOnly    bool
 	shutdownTimeout time.Duration
 	localBudget     bool
@@ -149,6 +151,7 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&s.recallConc, "recall-concurrency", worker.DefaultRecallConcurrency, "recall tasks run at once; waiting recalls of a group share calls, so keep it high")
 	fs.IntVar(&s.maxRetry, "max-retry", s.maxRetry, "most retries of any task before it is dead-lettered (TIMQ_MAX_RETRY; default 10)")
 	fs.StringVar(&s.httpAddr, "http-addr", s.httpAddr, "serve /metrics, /healthz and /readyz on HOST:PORT (TIMQ_HTTP_ADDR)")
+	fs.BoolVar(&s.serveAPI, "api", false, "also serve the HTTP API under /v1/ on --http-addr (tokens: TIMQ_API_TOKEN, TIMQ_API_ADMIN_TOKEN; required off loopback)")
 	fs.BoolVar(&s.dashboard, "dashboard", false, "also serve the dashboard under /dashboard/ on --http-addr (credentials: TIMQ_DASH_USER and TIMQ_DASH_PASSWORD, or TIMQ_DASH_TOKEN)")
 	fs.BoolVar(&s.dashReadOnly, "dashboard-read-only", false, "with --dashboard: the dashboard can look but not delete, run, archive or pause")
 	fs.BoolVar(&s.appliedResults, "applied-results", false, "write a result for every applied task too, shown on the dashboard (one more Redis command per task)")
@@ -177,6 +180,9 @@ func runWorker(ctx context.Context, env *Env, args []string) error {
 	if s.httpAddr == "" {
 		if s.dashboard {
 			return UsageError("--dashboard needs --http-addr (or TIMQ_HTTP_ADDR)")
+		}
+		if s.serveAPI {
+			return UsageError("--api needs --http-addr (or TIMQ_HTTP_ADDR)")
 		}
 		w, err := worker.New(cfg)
 		if err != nil {
@@ -262,6 +268,21 @@ func runWorkerWithHTTP(ctx context.Context, env *Env, s *workerSettings, cfg wor
 	if dash != nil {
 		hcfg.Dashboard = dash
 	}
+	if s.serveAPI {
+		tokens, err := api.LoadTokens(getenvOr(env))
+		if err != nil {
+			return settingError(err)
+		}
+		if err := api.CheckAddr(s.httpAddr, tokens); err != nil {
+			return UsageError("--http-addr: %v", err)
+		}
+		srv, err := api.New(api.Config{Redis: s.redis.Conn, Tokens: tokens, Logger: log, Metrics: reg})
+		if err != nil {
+			return UsageError("%v", err)
+		}
+		defer srv.Close()
+		hcfg.API = srv
+	}
 	h, err := httpserver.Handler(hcfg)
 	if err != nil {
 		return err
@@ -281,7 +302,7 @@ func runWorkerWithHTTP(ctx context.Context, env *Env, s *workerSettings, cfg wor
 	go qs.Run(ctx)
 	served := make(chan error, 1)
 	go func() { served <- httpserver.Serve(ctx, ln, h) }()
-	log.Info("serving metrics and health checks", "addr", ln.Addr().String(), "dashboard", dash != nil)
+	log.Info("serving metrics and health checks", "addr", ln.Addr().String(), "dashboard", dash != nil, "api", s.serveAPI)
 	var serveErr error
 	select {
 	case <-ctx.Done():

@@ -5,6 +5,7 @@
 //	GET /healthz     200 "ok" while the process serves HTTP
 //	GET /readyz      200 "ready" when Config.Ready returns nil, else 503 with its error
 //	/dashboard/...   Config.Dashboard, when set (it brings its own authentication)
+//	/v1/...          Config.API, when set, with /openapi.json (its own tokens)
 //
 // /metrics, /healthz and /readyz need no credentials: they reveal counts,
 // not tasks or secrets.
@@ -45,6 +46,9 @@ type Config struct {
 	Ready func(context.Context) error
 	// Dashboard, when set, is served under DashboardPath.
 	Dashboard http.Handler
+	// API, when set, is served under /v1/ and at /openapi.json and
+	// /openapi.yaml (it brings its own authentication).
+	API http.Handler
 	// Logger receives errors from encoding metrics and failed readiness
 	// checks (at debug). Defaults to slog.Default().
 	Logger *slog.Logger
@@ -85,6 +89,11 @@ func Handler(cfg Config) (http.Handler, error) {
 	if cfg.Dashboard != nil {
 		mux.Handle(DashboardPath, cfg.Dashboard)
 		mux.Handle(DashboardPath+"/", cfg.Dashboard)
+	}
+	if cfg.API != nil {
+		for _, p := range []string{"/v1/", "/openapi.json", "/openapi.yaml"} {
+			mux.Handle(p, cfg.API)
+		}
 	}
 	return mux, nil
 }
