@@ -39,6 +39,20 @@ import (
 	"github.com/timq/timq/internal/metrics"
 )
 
+// huma answers a parameter or body that fails its schema with 422; timq
+// answers all bad input with 400, the status its clients handle. huma's
+// documented way to shape its errors is to replace huma.NewError, which is
+// done once, here, before any server exists.
+func init() {
+	base := huma.NewError
+	huma.NewError = func(status int, msg string, errs ...error) huma.StatusError {
+		if status == http.StatusUnprocessableEntity {
+			status = http.StatusBadRequest
+		}
+		return base(status, msg, errs...)
+	}
+}
+
 // Version is the API's version, in its paths (/v1/...) and description.
 const Version = "1.0.0"
 

@@ -33,8 +33,9 @@ const (
 	adminToken   = "admin-token-for-tests-456789"
 )
 
-// seen records every (operation, status) the tests got, so that TestMain
-// can fail when an operation of the description was never exercised.
+// seen records every operation and (operation, status) the tests got, so
+// that TestMain can fail when one the description documents was never
+// exercised.
 var seen = struct {
 	sync.Mutex
 	m map[string]bool
@@ -61,7 +62,9 @@ var description = sync.OnceValues(func() (map[string]any, error) {
 	return doc, json.Unmarshal(b, &doc)
 })
 
-// operations lists "METHOD path" of every operation in the description.
+// operations lists "METHOD path" of every operation in the description,
+// and "METHOD path STATUS" of every answer it documents but 500, which no
+// test provokes.
 func operations(t testing.TB) []string {
 	doc, err := description()
 	if err != nil {
@@ -69,8 +72,13 @@ func operations(t testing.TB) []string {
 	}
 	var out []string
 	for path, item := range doc["paths"].(map[string]any) {
-		for method := range item.(map[string]any) {
+		for method, op := range item.(map[string]any) {
 			out = append(out, strings.ToUpper(method)+" "+path)
+			for status := range op.(map[string]any)["responses"].(map[string]any) {
+				if status != "500" {
+					out = append(out, strings.ToUpper(method)+" "+path+" "+status)
+				}
+			}
 		}
 	}
 	slices.Sort(out)
@@ -260,6 +268,7 @@ func conform(t testing.TB, method, path string, p reply) {
 	}
 	seen.Lock()
 	seen.m[method+" "+tmpl] = true
+	seen.m[method+" "+tmpl+" "+st] = true
 	seen.Unlock()
 	content, _ := resp["content"].(map[string]any)
 	if len(content) == 0 {

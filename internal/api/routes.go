@@ -15,16 +15,26 @@ import (
 // register declares every operation: its path, scope, statuses and
 // handler. huma documents each from its types.
 func (s *Server) register() {
+	// Every operation may answer 400 (a bad parameter), 401 and 503; only
+	// an admin one 403, since an admin token may do everything.
 	op := func(id, method, path, summary string, scope Scope, status int, errs ...int) huma.Operation {
-		o := huma.Operation{OperationID: id, Method: method, Path: path, Summary: summary, DefaultStatus: status,
-			Errors: append(errs, 401, 403, 500, 503), Metadata: map[string]any{needs: scope},
+		errs = append(errs, 400, 401, 500, 503)
+		if scope == ScopeAdmin {
+			errs = append(errs, 403)
+		}
+		return huma.Operation{OperationID: id, Method: method, Path: path, Summary: summary, DefaultStatus: status,
+			Errors: errs, Metadata: map[string]any{needs: scope}, Extensions: map[string]any{"x-timq-scope": string(scope)},
 			Security: []map[string][]string{{"bearer": {}}}}
-		return o
 	}
 	for _, name := range []string{bulk.OpClear, bulk.OpRecall, bulk.OpModify} {
-		o := op("enqueue-"+name, http.MethodPost, "/v1/"+name, "Enqueue one "+name, ScopeEnqueue, http.StatusAccepted, 400, 409, 413)
-		o.Description = "The body is Tencent's own " + name + " request body (a bulk line without \"op\"). A recall of more than 10 messages becomes one task per 10. 200 with duplicate=true when an identical clear or modify is already waiting."
-		o.Responses = map[string]*huma.Response{"200": s.jsonResponse("An identical operation was already waiting: nothing queued.", EnqueueResult{})}
+		o := op("enqueue-"+name, http.MethodPost, "/v1/"+name, "Enqueue one "+name, ScopeEnqueue, http.StatusAccepted, 409, 413)
+		o.Description = "The body is Tencent's own " + name + " request body (a bulk line without \"op\"). 409 when the Idempotency-Key is in use by another or a running request."
+		if name == bulk.OpRecall {
+			o.Description += " A recall of more than 10 messages becomes one task per 10; recalls are never de-duplicated."
+		} else {
+			o.Description += " 200 with duplicate=true when an identical " + name + " is already waiting."
+			o.Responses = map[string]*huma.Response{"200": s.jsonResponse("An identical operation was already waiting: nothing queued.", EnqueueResult{})}
+		}
 		o.MaxBodyBytes = MaxOperationBody
 		huma.Register(s.api, o, s.enqueueHandler(name))
 		// The handler reads the raw body (strictly, as bulk lines are
@@ -35,7 +45,7 @@ func (s *Server) register() {
 	}
 	huma.Register(s.api, op("get-task", http.MethodGet, "/v1/tasks/{id}", "A task's state", ScopeEnqueue, http.StatusOK, 404), s.getTask)
 
-	create := op("create-job", http.MethodPost, "/v1/jobs", "Create a job from NDJSON lines", ScopeEnqueue, http.StatusCreated, 400, 413)
+	create := op("create-job", http.MethodPost, "/v1/jobs", "Create a job from NDJSON lines", ScopeEnqueue, http.StatusCreated, 413)
 	create.Description = "The body is one bulk line per line (`{\"op\":\"clear\",...}`), read as a stream. Nothing is stored when a line is bad, unless skip_invalid. 200 with the summary only for dry_run."
 	create.RequestBody = &huma.RequestBody{Required: true, Content: map[string]*huma.MediaType{
 		"application/x-ndjson": {Schema: &huma.Schema{Type: "string", Description: "One operation per line."}},
@@ -53,10 +63,20 @@ func (s *Server) register() {
 		huma.Register(s.api, op(c.name+"-job", http.MethodPost, "/v1/jobs/{id}/"+c.name, "Make a job "+c.name, ScopeAdmin, http.StatusOK, 404, 409), s.control(c.fn))
 	}
 
-	huma.Register(s.api, op("list-dead-letters", http.MethodGet, "/v1/dead-letters", "List dead letters, oldest first", ScopeEnqueue, http.StatusOK, 400), s.listDeadLetters)
+	huma.Register(s.api, op("list-dead-letters", http.MethodGet, "/v1/dead-letters", "List dead letters, oldest first", ScopeEnqueue, http.StatusOK), s.listDeadLetters)
 	huma.Register(s.api, op("get-dead-letter", http.MethodGet, "/v1/dead-letters/{id}", "A dead letter", ScopeEnqueue, http.StatusOK, 404), s.getDeadLetter)
 	huma.Register(s.api, op("requeue-dead-letter", http.MethodPost, "/v1/dead-letters/{id}/requeue", "Enqueue a dead letter again and remove it", ScopeAdmin, http.StatusOK, 404, 409), s.requeueDeadLetter)
 	huma.Register(s.api, op("purge-dead-letter", http.MethodDelete, "/v1/dead-letters/{id}", "Remove a dead letter", ScopeAdmin, http.StatusNoContent, 404), s.purgeDeadLetter)
+
+	// A parameter that fails its schema is bad input like any other: 400
+	// (see unprocessableAs400), so 422 is not among the answers.
+	for _, item := range s.api.OpenAPI().Paths {
+		for _, o := range []*huma.Operation{item.Get, item.Post, item.Delete} {
+			if o != nil {
+				delete(o.Responses, "422")
+			}
+		}
+	}
 }
 
 // payloads are the request bodies of the enqueue operations.
