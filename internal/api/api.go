@@ -85,6 +85,9 @@ type Config struct {
 	IdempotencyTTL time.Duration
 	// Logger receives the access log and errors. Defaults to slog.Default().
 	Logger *slog.Logger
+	// Callbacks, when set, enables POST /v1/callbacks/tencent, the
+	// receiver of Tencent's webhooks that feeds the message index.
+	Callbacks *Callbacks
 	// Metrics, when set, receives timq_api_requests_total{route,status}
 	// and timq_api_request_duration_seconds{route}.
 	Metrics prometheus.Registerer

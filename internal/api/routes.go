@@ -68,6 +68,12 @@ func (s *Server) register() {
 	huma.Register(s.api, op("requeue-dead-letter", http.MethodPost, "/v1/dead-letters/{id}/requeue", "Enqueue a dead letter again and remove it", ScopeAdmin, http.StatusOK, 404, 409), s.requeueDeadLetter)
 	huma.Register(s.api, op("purge-dead-letter", http.MethodDelete, "/v1/dead-letters/{id}", "Remove a dead letter", ScopeAdmin, http.StatusNoContent, 404), s.purgeDeadLetter)
 
+	cb := op("tencent-callback", http.MethodPost, "/v1/callbacks/tencent", "Receive a Tencent webhook", "", http.StatusOK, 403, 404)
+	cb.Description = "Tencent's callback URL: authenticated by SdkAppid and, with a callback token, by RequestTime and Sign (not by a bearer token). Group.CallbackAfterSendMsg is recorded in the message index before OK is answered; other commands are answered OK and counted."
+	cb.Security = nil
+	cb.MaxBodyBytes = MaxOperationBody
+	huma.Register(s.api, cb, s.receiveCallback)
+
 	// A parameter that fails its schema is bad input like any other: 400
 	// (see unprocessableAs400), so 422 is not among the answers.
 	for _, item := range s.api.OpenAPI().Paths {

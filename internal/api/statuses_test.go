@@ -63,6 +63,9 @@ func TestEveryOperationAnswersItsErrors(t *testing.T) {
 	g := newRig(t)
 	down := newRig(t, func(c *api.Config) { c.Redis = asynq.RedisClientOpt{Addr: "127.0.0.1:1"} })
 	for _, d := range documentedOps(t) {
+		if d.scope == "" {
+			continue // the webhook receiver has no bearer token: see TestCallbacks
+		}
 		send := func(r *rig, path, token, body string) reply {
 			t.Helper()
 			return r.do(d.method, path, token, strings.NewReader(body))
