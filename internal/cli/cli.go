@@ -44,6 +44,7 @@ func commands() []command {
 		{"enqueue", "queue one clear, recall or modify operation", runEnqueue},
 		{"bulk", "validate and queue operations from a JSON-lines file", runBulk},
 		{"jobs", "list, show, watch, pause, resume or cancel bulk jobs; their failures", runJobs},
+		{"purge", "recall a sender's indexed messages as a job", runPurge},
 		{"dlq", "list, show, requeue or purge dead-lettered operations", runDLQ},
 		{"stats", "print queue sizes and the dead-letter count", runStats},
 		{"dash", "serve the asynqmon dashboard", runDash},

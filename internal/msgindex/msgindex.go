@@ -33,6 +33,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/timq/timq/tasks"
 )
 
 // DefaultRetention is how long a message stays indexed.
@@ -224,4 +226,20 @@ func cmpMessages(a, b Message) int {
 		return 1
 	}
 	return 0
+}
+
+// Recalls groups ms into recall payloads of up to perCall messages of one
+// group and topic, in the order Find returns them, so that a job of them
+// sends full calls.
+func Recalls(ms []Message, perCall int) []tasks.Recall {
+	var out []tasks.Recall
+	for _, m := range ms {
+		last := len(out) - 1
+		if last < 0 || out[last].GroupId != m.GroupID || out[last].TopicId != m.TopicID || len(out[last].MsgSeqList) >= perCall {
+			out = append(out, tasks.Recall{GroupId: m.GroupID, TopicId: m.TopicID})
+			last++
+		}
+		out[last].MsgSeqList = append(out[last].MsgSeqList, tasks.MsgSeqItem{MsgSeq: m.Seq})
+	}
+	return out
 }

@@ -1,0 +1,133 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/timq/timq/enqueue"
+	"github.com/timq/timq/internal/config"
+	"github.com/timq/timq/internal/msgindex"
+	"github.com/timq/timq/internal/recallbatch"
+)
+
+const purgeUsage = `--sender USER [--group G]... [--since 2h | --since TIME] [--until TIME] [--topic T] [--dry-run] [--wait]
+
+Finds USER's messages in the message index (fed by Tencent's after-send
+callbacks through timq api) and recalls them as a job: 10 messages per call,
+with the job's progress, failures, pause and cancel (timq jobs). Only USER's
+messages in the window are recalled. --dry-run prints the count per group
+and touches nothing. TIME is RFC 3339 (2026-01-02T15:04:05Z); --since also
+takes a duration back from now. Redis comes from TIMQ_REDIS_URL.`
+
+// runPurge recalls a sender's indexed messages as a job.
+func runPurge(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "purge", purgeUsage)
+	var groups stringList
+	sender := fs.String("sender", "", "the sender (From_Account) whose messages to recall")
+	fs.Var(&groups, "group", "only this `GROUP` (repeatable)")
+	since := fs.String("since", "", "only messages sent since this `TIME` or duration ago (2h)")
+	until := fs.String("until", "", "only messages sent until this `TIME`")
+	topic := fs.String("topic", "", "only this topic")
+	reason := fs.String("reason", "", "the recall reason sent to Tencent")
+	dryRun := fs.Bool("dry-run", false, "print the count per group; recall nothing")
+	wait := fs.Bool("wait", false, "stay attached with a progress bar until the job ends")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return UsageError("unexpected argument %q", fs.Arg(0))
+	}
+	if *sender == "" {
+		return UsageError("--sender is required")
+	}
+	now := time.Now()
+	q := msgindex.Query{Sender: *sender, Groups: groups, TopicID: *topic}
+	var err error
+	if q.Since, err = parseWhen("--since", *since, now, true); err != nil {
+		return err
+	}
+	if q.Until, err = parseWhen("--until", *until, now, false); err != nil {
+		return err
+	}
+	if !q.Since.IsZero() && !q.Until.IsZero() && q.Until.Before(q.Since) {
+		return UsageError("--until is before --since")
+	}
+	rc, err := config.LoadRedis(env.Getenv)
+	if err != nil {
+		return settingError(err)
+	}
+	rdb := rc.Client()
+	defer rdb.Close()
+	ms, err := msgindex.New(rdb, 0).Find(ctx, q)
+	if err != nil {
+		return namingRedis(env, err)
+	}
+	perGroup := map[string]int{}
+	for _, m := range ms {
+		perGroup[m.GroupID]++
+	}
+	if *dryRun || len(ms) == 0 {
+		names := make([]string, 0, len(perGroup))
+		for g := range perGroup {
+			names = append(names, g)
+		}
+		sort.Strings(names)
+		for _, g := range names {
+			fmt.Fprintf(env.Stdout, "%s\t%d\n", g, perGroup[g])
+		}
+		fmt.Fprintf(env.Stdout, "%d messages of %s in %d groups%s\n", len(ms), *sender, len(perGroup), map[bool]string{true: " (dry run: nothing recalled)", false: ""}[*dryRun])
+		return nil
+	}
+	c, _, err := newEnqueueClient(env, rc.Conn)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	w, err := c.NewJob(enqueue.JobName("purge " + *sender))
+	if err != nil {
+		return err
+	}
+	defer w.Abort(context.WithoutCancel(ctx))
+	for _, r := range msgindex.Recalls(ms, recallbatch.MaxPerCall) {
+		r.Reason = *reason
+		if err := w.Add(ctx, r); err != nil {
+			return err
+		}
+	}
+	j, err := w.Close(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "%d messages of %s in %d groups: job %s (timq jobs show %s)\n", len(ms), *sender, len(perGroup), j.ID, j.ID)
+	if *wait {
+		store, err := c.Jobs()
+		if err != nil {
+			return err
+		}
+		if j, err = watchJob(ctx, env, store, j.ID); err != nil {
+			return err
+		}
+		printJob(env.Stdout, j)
+	}
+	return nil
+}
+
+// parseWhen reads a --since or --until value: RFC 3339, or (since only) a
+// duration back from now.
+func parseWhen(flag, v string, now time.Time, durationOK bool) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	if durationOK {
+		if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			return now.Add(-d), nil
+		}
+		return time.Time{}, UsageError("%s: want a duration such as 2h or an RFC 3339 time, got %q", flag, v)
+	}
+	return time.Time{}, UsageError("%s: want an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", flag, v)
+}
