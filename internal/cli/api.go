@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -12,6 +14,7 @@ import (
 	"github.com/timq/timq/internal/api"
 	"github.com/timq/timq/internal/config"
 	"github.com/timq/timq/internal/httpserver"
+	"github.com/timq/timq/internal/msgindex"
 )
 
 // DefaultAPIAddr is where timq api listens without --addr.
@@ -27,13 +30,20 @@ bearer tokens TIMQ_API_TOKEN (scope enqueue: enqueue and read) and
 TIMQ_API_ADMIN_TOKEN (scope admin: also pause, resume and cancel jobs,
 requeue and purge dead letters), comma-separated, or TIMQ_API_TOKEN_FILE and
 TIMQ_API_ADMIN_TOKEN_FILE with one per line. Tokens are required unless
---addr is a loopback address.`
+--addr is a loopback address.
+
+With TIMQ_SDKAPPID set it also receives Tencent's webhooks at
+/v1/callbacks/tencent (set that as the app's callback URL), checked with
+TIMQ_CALLBACK_TOKEN, the app's callback
+authentication token, and records each after-send message in the message
+index that timq purge reads.`
 
 // runAPI serves the HTTP API until ctx ends.
 func runAPI(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "api", apiUsage)
 	addr := fs.String("addr", DefaultAPIAddr, "listen on HOST:PORT")
 	maxJob := fs.Int64("max-job-body", api.DefaultMaxJobBody, "the largest job body in `bytes` (413 past it)")
+	indexFor := fs.Duration("index-retention", msgindex.DefaultRetention, "how long the message index keeps a message from Tencent's after-send callbacks")
 	var lf logFlags
 	lf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -73,7 +83,27 @@ func runAPI(ctx context.Context, env *Env, args []string) error {
 	defer enq.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := api.New(api.Config{Redis: r.Conn, Tokens: tokens, Enqueue: enq, MaxJobBody: *maxJob, Logger: log, Metrics: reg})
+	cfg := api.Config{Redis: r.Conn, Tokens: tokens, Enqueue: enq, MaxJobBody: *maxJob, Logger: log, Metrics: reg}
+	if raw := get(config.EnvSDKAppID); raw != "" {
+		app, err := strconv.ParseUint(raw, 10, 32)
+		if err != nil || app == 0 {
+			return settingError(fmt.Errorf("%s: must be a positive integer, got %q", config.EnvSDKAppID, raw))
+		}
+		token, err := config.LoadCallbackToken(get)
+		if err != nil {
+			return settingError(err)
+		}
+		if *indexFor < time.Hour {
+			return UsageError("--index-retention: want at least 1h, got %v", *indexFor)
+		}
+		idx := r.Client()
+		defer idx.Close()
+		cfg.Callbacks = &api.Callbacks{SDKAppID: app, Token: token.Reveal(), Index: msgindex.New(idx, *indexFor)}
+		if token.IsZero() {
+			log.Warn("callbacks without " + config.EnvCallbackToken + ": anyone who can reach the API can feed the message index")
+		}
+	}
+	srv, err := api.New(cfg)
 	if err != nil {
 		return UsageError("%v", err)
 	}

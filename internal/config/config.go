@@ -59,6 +59,9 @@ const (
 	EnvEnqueueReplicas = "TIMQ_ENQUEUE_REPLICAS"
 	// EnvNotifySecret keys the signature of job completion notices.
 	EnvNotifySecret = "TIMQ_NOTIFY_SECRET"
+	// EnvCallbackToken is the app's callback authentication token, which
+	// signs Tencent's webhooks.
+	EnvCallbackToken = "TIMQ_CALLBACK_TOKEN"
 )
 
 // MinNotifySecret is the shortest TIMQ_NOTIFY_SECRET accepted: an HMAC key
@@ -370,4 +373,9 @@ func Duration(getenv func(string) string, name string, def, min, max time.Durati
 		return 0, fmt.Errorf("%s: must be a duration from %v to %v, got %q", name, min, max, raw)
 	}
 	return v, nil
+}
+
+// LoadCallbackToken reads TIMQ_CALLBACK_TOKEN; unset is no token.
+func LoadCallbackToken(getenv func(string) string) (Secret, error) {
+	return Secret(strings.TrimSpace(getenv(EnvCallbackToken))), nil
 }
