@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -60,6 +61,9 @@ func runSim(ctx context.Context, env *Env, args []string) error {
 	seed := fs.Int64("seed", 1, "seed of the fault and jitter draws: the same seed and calls give the same answers")
 	seedFile := fs.String("seed-file", "", "create the groups, topics and messages listed in this JSON file")
 	hangFor := fs.Duration("hang-for", sim.DefaultHangFor, "how long an injected hang lasts unless a --fault sets hang-for")
+	callbackURL := fs.String("callback-url", "", "post Tencent's after-send webhook for every message stored to this `URL` (the app's callback URL)")
+	callbackToken := fs.String("callback-token", "", "sign the webhooks with this callback authentication token (RequestTime and Sign)")
+	callbackDup := fs.Float64("callback-duplicate", 0, "the share of webhooks sent twice (0 to 1), as Tencent's retry-on-timeout may")
 	var groups, faults stringList
 	fs.Var(&groups, "group", "create group `ID:TYPE[:N]` with N messages (repeatable)")
 	fs.Var(&faults, "fault", "inject faults: `ENDPOINT:ITEM[,ITEM...]` (repeatable; see above)")
@@ -107,6 +111,18 @@ func runSim(ctx context.Context, env *Env, args []string) error {
 		seedGroups = append(seedGroups, g)
 	}
 
+	var callbacks *sim.Callbacks
+	if *callbackURL != "" {
+		if u, err := url.Parse(*callbackURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return UsageError("--callback-url: want an http or https URL, got %q", *callbackURL)
+		}
+		if *callbackDup < 0 || *callbackDup > 1 {
+			return UsageError("--callback-duplicate: want 0 to 1, got %v", *callbackDup)
+		}
+		callbacks = &sim.Callbacks{URL: *callbackURL, Token: *callbackToken, Duplicate: *callbackDup}
+	} else if *callbackToken != "" || *callbackDup != 0 {
+		return UsageError("--callback-token and --callback-duplicate need --callback-url")
+	}
 	srv, err := sim.New(sim.Config{
 		SDKAppID:   signing.SDKAppID,
 		SecretKey:  signing.SecretKey.Reveal(),
@@ -117,6 +133,7 @@ func runSim(ctx context.Context, env *Env, args []string) error {
 		Seed:       *seed,
 		Faults:     perEndpoint,
 		Arrived:    receivedAt,
+		Callbacks:  callbacks,
 	})
 	if err != nil {
 		return UsageError("%v", err)

@@ -76,6 +76,9 @@ type Config struct {
 	// Faults are the faults injected per endpoint from the start; SetFaults
 	// changes them later.
 	Faults map[chatapi.Endpoint]Faults
+	// Callbacks, when set, makes the emulator post the after-send webhook
+	// for every message it stores.
+	Callbacks *Callbacks
 }
 
 // Faults are failures injected into one endpoint's answers. They are drawn

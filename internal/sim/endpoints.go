@@ -184,13 +184,15 @@ func (s *Server) sendGroupMsg(_ *endpoint, c *call) answer {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, t, code, info := s.lookup(req.GroupId, req.TopicId)
+	g, t, code, info := s.lookup(req.GroupId, req.TopicId)
 	if code != 0 {
 		return failure(code, "%s", info)
 	}
 	now := s.cfg.Now().Unix()
-	seq := t.append(&message{from: from, random: req.Random, time: now, body: cloneBody(req.MsgBody), ccd: req.CloudCustomData})
+	m := &message{from: from, random: req.Random, time: now, body: cloneBody(req.MsgBody), ccd: req.CloudCustomData}
+	seq := t.append(m)
 	s.totals.sent++
+	s.cb.add(afterSendEvent{GroupID: req.GroupId, TopicID: req.TopicId, From: from, Type: g.typ, Seq: seq, Random: m.random, Time: now, Body: m.body, CCD: m.ccd})
 	return &sendAnswer{chatapi.SendGroupMsgResponse{Envelope: okEnvelope(), MsgSeq: seq, MsgTime: now}}
 }
 

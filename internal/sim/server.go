@@ -44,6 +44,8 @@ type Server struct {
 	reqID atomic.Uint64
 	other atomic.Int64
 
+	cb *callbackSender // nil without Config.Callbacks
+
 	sigMu sync.Mutex
 	sigs  map[string]usersig.Claims // sigs whose HMAC matched, to skip inflating them again
 
@@ -145,6 +147,10 @@ func New(cfg Config) (*Server, error) {
 		s.eps[name] = e
 	}
 	s.cfg.Faults = nil
+	if c := cfg.Callbacks; c != nil && c.URL != "" {
+		dup := rand.New(rand.NewPCG(uint64(cfg.Seed), 0xca11))
+		s.cb = newCallbackSender(*c, cfg.SDKAppID, cfg.Now, dup.Float64)
+	}
 	s.Reset()
 	s.admin = s.adminMux()
 	return s, nil
@@ -208,7 +214,10 @@ func (s *Server) FaultsOf(ep chatapi.Endpoint) Faults {
 // http.Server.Shutdown, which waits for handlers. The Server still answers
 // other calls after Close.
 func (s *Server) Close() {
-	s.closeOnce.Do(func() { close(s.closed) })
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		s.cb.close()
+	})
 }
 
 // ServeHTTP answers the REST API under /v4/ and the admin API under /_sim/.

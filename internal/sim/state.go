@@ -267,12 +267,14 @@ func (s *Server) AddMessages(groupID, topicID string, n int) (first, last uint64
 	first = t.max() + 1
 	for i := 0; i < n; i++ {
 		seq := t.max() + 1
-		t.append(&message{
+		m := &message{
 			from:   s.cfg.Admins[0],
 			random: uint32(seq),
 			time:   now,
 			body:   tasks.TextBody(fmt.Sprintf("seed message %d", seq)),
-		})
+		}
+		t.append(m)
+		s.cb.add(afterSendEvent{GroupID: groupID, TopicID: topicID, From: m.from, Type: g.typ, Seq: seq, Random: m.random, Time: now, Body: m.body})
 	}
 	if n == 0 {
 		return t.max(), t.max(), nil
