@@ -88,6 +88,10 @@ type Config struct {
 	SkipAPI bool
 	// APIOnly runs the HTTP API phase alone.
 	APIOnly bool
+	// SkipIndex leaves out the message-index phase (see runIndex).
+	SkipIndex bool
+	// IndexOnly runs the message-index phase alone.
+	IndexOnly bool
 	// RedisAddr is the real Redis to try first; defaults to 127.0.0.1:6379.
 	RedisAddr string
 	// Rate is the emulator's limit per endpoint and the workers' TIMQ_RATE.
@@ -288,6 +292,7 @@ type Results struct {
 	// Jobs is the jobs phase's figures; nil when it was skipped.
 	Jobs     *JobsResult
 	API      *APIResult
+	Index    *IndexResult
 	Commands []CommandMix
 	Series   []series
 }
@@ -365,8 +370,8 @@ func Run(ctx context.Context, cfg Config) (res *Results, err error) {
 	defer r.aq.Close()
 	r.enq = enqueue.NewFromAsynq(r.aq)
 
-	if cfg.APIOnly {
-		cfg.Workers, cfg.SkipRecallScenarios, cfg.SkipJobs, cfg.SkipAPI = nil, true, true, false
+	if cfg.APIOnly || cfg.IndexOnly {
+		cfg.Workers, cfg.SkipRecallScenarios, cfg.SkipJobs, cfg.SkipAPI, cfg.SkipIndex = nil, true, true, !cfg.APIOnly, !cfg.IndexOnly
 	}
 	for _, n := range cfg.Workers {
 		if err := r.runMixed(ctx, n); err != nil {
@@ -386,6 +391,11 @@ func Run(ctx context.Context, cfg Config) (res *Results, err error) {
 	if !cfg.SkipAPI {
 		if err := r.runAPI(ctx); err != nil {
 			return r.res, fmt.Errorf("api: %w", err)
+		}
+	}
+	if !cfg.SkipIndex {
+		if err := r.runIndex(ctx); err != nil {
+			return r.res, fmt.Errorf("index: %w", err)
 		}
 	}
 	r.res.Elapsed = time.Since(r.res.Started)

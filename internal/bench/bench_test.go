@@ -373,7 +373,7 @@ func TestBenchSmoke(t *testing.T) {
 	defer cancel()
 	var progress bytes.Buffer
 	out := filepath.Join(dir, "out")
-	res, err := Run(ctx, Config{Bin: bin, Workers: []int{1}, Duration: 3 * time.Second, Out: out, SkipJobs: true, SkipAPI: true,
+	res, err := Run(ctx, Config{Bin: bin, Workers: []int{1}, Duration: 3 * time.Second, Out: out, SkipJobs: true, SkipAPI: true, SkipIndex: true,
 		RedisAddr: os.Getenv("REDIS_ADDR"), Progress: &progress})
 	if err != nil {
 		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())

@@ -249,6 +249,12 @@ func (res *Results) WriteText(w io.Writer) error {
 			return err
 		}
 	}
+	if x := res.Index; x != nil {
+		fmt.Fprintln(w, "\nMessage index (timq api's callback receiver, no worker running):")
+		if err := x.indexTable().text(w); err != nil {
+			return err
+		}
+	}
 	_, err := fmt.Fprintf(w, "\n(%v in all; results.md, calls.csv, calls.png and logs/ in %s)\n", res.Elapsed.Round(time.Second), res.Cfg.Out)
 	return err
 }
@@ -302,6 +308,10 @@ func (res *Results) Markdown() []byte {
 	if a := res.API; a != nil {
 		fmt.Fprintf(&b, "\n## HTTP API (timq api, no worker running)\n\n")
 		a.apiTable().markdown(&b)
+	}
+	if x := res.Index; x != nil {
+		fmt.Fprintf(&b, "\n## Message index (timq api's callback receiver, no worker running)\n\n")
+		x.indexTable().markdown(&b)
 	}
 	if len(res.Commands) > 0 {
 		fmt.Fprintf(&b, "\n## Redis commands per API call, by command\n\nWhole backlog run (worker start-up and drain included), all endpoints; commands under 0.01 per call left out.\n\n")

@@ -36,6 +36,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 	out := fs.String("out", bench.DefaultOut, "directory for results.md, calls.csv, calls.png and logs/")
 	duration := fs.Duration("duration", bench.DefaultDuration, "how long each backlog keeps every endpoint busy at its limit")
 	skipRecall := fs.Bool("skip-recall-scenarios", false, "leave out the recall-only scenarios")
+	indexOnly := fs.Bool("index-only", false, "run only the message-index phase: callbacks/s into timq api, bytes per indexed message, time to find a sender's messages")
 	apiOnly := fs.Bool("api-only", false, "run only the HTTP API phase: enqueues/s over HTTP beside the Go client, and a 100,000-line job")
 	bin := fs.String("bin", "", "the timq binary to run as sim and worker (default: this one)")
 	busy := fs.Int("busy", 0, fmt.Sprintf("start `N` busy-loop processes (0 to %d) that compete for the CPU, as on a host busy with other work", bench.MaxBusyLoops))
@@ -95,6 +96,7 @@ func runBench(ctx context.Context, env *Env, args []string) error {
 		Out:                 *out,
 		SkipRecallScenarios: *skipRecall,
 		APIOnly:             *apiOnly,
+		IndexOnly:           *indexOnly,
 		RedisAddr:           getenvOr(env)("REDIS_ADDR"),
 		WorkerEnv:           workerEnv,
 		BusyLoops:           *busy,

@@ -4,17 +4,17 @@
 //
 // # Layout
 //
-// Messages are kept in buckets, one per sender, group, topic and hour:
+// Messages are kept in buckets, one per sender, group, topic and day:
 //
-//	timq:mi:{SENDER}:b:HOUR:GROUP\x00TOPIC   string: packed (seq, second) pairs
-//	timq:mi:{SENDER}:buckets                 sorted set: every bucket key suffix, by hour
+//	timq:mi:{SENDER}:b:DAY:GROUP\x00TOPIC    string: packed (seq, second) pairs
+//	timq:mi:{SENDER}:buckets                 sorted set: every bucket key suffix, by day
 //
 // A message is one APPEND of two uvarints (its seq, and its second within
-// the hour) to its bucket: about 6 to 10 bytes, against some 80 for a
+// the day) to its bucket: about 6 to 10 bytes, against some 80 for a
 // member of a sorted set, which is what keeps the index within its target
 // of 100 bytes of Redis memory per message (a bucket's own key is shared by
-// the sender's messages in that group and hour). A bucket expires at the
-// end of its hour plus the retention; the bucket list is trimmed to the
+// the sender's messages in that group and day). A bucket expires at the
+// end of its day plus the retention; the bucket list is trimmed to the
 // retention on every write. A sender's keys share the hash tag {SENDER},
 // so the script that writes them runs on one Redis Cluster node.
 //
@@ -36,6 +36,11 @@ import (
 
 	"github.com/timq/timq/tasks"
 )
+
+// bucketSpan is the seconds one bucket covers: a day, so that a sender's
+// messages in a group share a bucket's key across the day (an day left
+// most buckets with one message when senders spread over many groups).
+const bucketSpan = 86400
 
 // DefaultRetention is how long a message stays indexed.
 const DefaultRetention = 7 * 24 * time.Hour
@@ -84,8 +89,8 @@ func (m Message) Check() error {
 
 func senderPrefix(sender string) string { return "timq:mi:{" + sender + "}" }
 
-func bucketSuffix(hour int64, group, topic string) string {
-	return strconv.FormatInt(hour, 10) + ":" + group + "\x00" + topic
+func bucketSuffix(day int64, group, topic string) string {
+	return strconv.FormatInt(day, 10) + ":" + group + "\x00" + topic
 }
 
 // Add records m. A message older than the retention is not recorded.
@@ -97,17 +102,17 @@ func (ix *Index) Add(ctx context.Context, m Message) error {
 	if now.Sub(m.Time) > ix.retention {
 		return nil
 	}
-	hour := m.Time.Unix() / 3600
-	suffix := bucketSuffix(hour, m.GroupID, m.TopicID)
+	day := m.Time.Unix() / bucketSpan
+	suffix := bucketSuffix(day, m.GroupID, m.TopicID)
 	p := senderPrefix(m.Sender)
 	var rec [2 * binary.MaxVarintLen64]byte
 	n := binary.PutUvarint(rec[:], m.Seq)
-	n += binary.PutUvarint(rec[n:], uint64(m.Time.Unix()%3600))
+	n += binary.PutUvarint(rec[n:], uint64(m.Time.Unix()%bucketSpan))
 	// Relative expiries, from the Index's clock: Redis's own may differ.
-	ttl := time.Unix((hour+1)*3600, 0).Add(ix.retention).Sub(now)
-	oldest := now.Add(-ix.retention).Unix()/3600 - 1
+	ttl := time.Unix((day+1)*bucketSpan, 0).Add(ix.retention).Sub(now)
+	oldest := now.Add(-ix.retention).Unix()/bucketSpan - 1
 	return addScript.Run(ctx, ix.rdb, []string{p + ":b:" + suffix, p + ":buckets"},
-		rec[:n], int64(ttl/time.Second)+1, suffix, hour, oldest, int64(ix.retention/time.Second)+3600).Err()
+		rec[:n], int64(ttl/time.Second)+1, suffix, day, oldest, int64(ix.retention/time.Second)+bucketSpan).Err()
 }
 
 var addScript = redis.NewScript(`
@@ -138,17 +143,17 @@ func (ix *Index) Find(ctx context.Context, q Query) ([]Message, error) {
 	p := senderPrefix(q.Sender)
 	lo, hi := "-inf", "+inf"
 	if !q.Since.IsZero() {
-		lo = strconv.FormatInt(q.Since.Unix()/3600, 10)
+		lo = strconv.FormatInt(q.Since.Unix()/bucketSpan, 10)
 	}
 	if !q.Until.IsZero() {
-		hi = strconv.FormatInt(q.Until.Unix()/3600, 10)
+		hi = strconv.FormatInt(q.Until.Unix()/bucketSpan, 10)
 	}
 	suffixes, err := ix.rdb.ZRangeByScore(ctx, p+":buckets", &redis.ZRangeBy{Min: lo, Max: hi}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("msgindex: read the buckets of %s: %w", q.Sender, err)
 	}
 	type bucket struct {
-		hour         int64
+		day          int64
 		group, topic string
 		key          string
 		contents     *redis.StringCmd
@@ -157,7 +162,7 @@ func (ix *Index) Find(ctx context.Context, q Query) ([]Message, error) {
 	for _, s := range suffixes {
 		h, rest, ok := strings.Cut(s, ":")
 		group, topic, ok2 := strings.Cut(rest, "\x00")
-		hour, err := strconv.ParseInt(h, 10, 64)
+		day, err := strconv.ParseInt(h, 10, 64)
 		if !ok || !ok2 || err != nil {
 			continue
 		}
@@ -167,7 +172,7 @@ func (ix *Index) Find(ctx context.Context, q Query) ([]Message, error) {
 		if q.TopicID != "" && topic != q.TopicID {
 			continue
 		}
-		bs = append(bs, &bucket{hour: hour, group: group, topic: topic, key: p + ":b:" + s})
+		bs = append(bs, &bucket{day: day, group: group, topic: topic, key: p + ":b:" + s})
 	}
 	_, err = ix.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		for _, b := range bs {
@@ -196,7 +201,7 @@ func (ix *Index) Find(ctx context.Context, q Query) ([]Message, error) {
 				break
 			}
 			raw = raw[n+m:]
-			t := time.Unix(b.hour*3600+int64(sec), 0).UTC()
+			t := time.Unix(b.day*bucketSpan+int64(sec), 0).UTC()
 			if (!q.Since.IsZero() && t.Before(q.Since.Truncate(time.Second))) || (!q.Until.IsZero() && t.After(q.Until)) {
 				continue
 			}
