@@ -37,6 +37,7 @@ import (
 	"github.com/timq/timq/internal/dlq"
 	"github.com/timq/timq/internal/jobs"
 	"github.com/timq/timq/internal/metrics"
+	"github.com/timq/timq/internal/msgindex"
 )
 
 // huma answers a parameter or body that fails its schema with 422; timq
@@ -106,7 +107,8 @@ type Server struct {
 	insp    *asynq.Inspector
 	queues  []string // every queue a task may be in, for GET /v1/tasks/{id}
 	log     *slog.Logger
-	metrics *metrics.API // nil: none
+	metrics *metrics.API    // nil: none
+	index   *msgindex.Index // the message index POST /v1/purges reads
 }
 
 // New returns a Server for cfg.
@@ -145,6 +147,10 @@ func New(cfg Config) (*Server, error) {
 		s.enq, s.ownEnq = enqueue.New(cfg.Redis), true
 	}
 	s.queues = taskQueues()
+	s.index = msgindex.New(rc, 0)
+	if cfg.Callbacks != nil && cfg.Callbacks.Index != nil {
+		s.index = cfg.Callbacks.Index
+	}
 	s.mux = http.NewServeMux()
 	s.api = humago.New(s.mux, s.humaConfig())
 	s.api.UseMiddleware(s.authenticate)

@@ -119,3 +119,39 @@ func TestCallbacks(t *testing.T) {
 		t.Errorf("a callback to a server without the receiver: %d, want 404", p.status)
 	}
 }
+
+func TestPurgeOverHTTP(t *testing.T) {
+	t.Parallel()
+	r := testenv.Redis(t)
+	g := newRig(t, func(c *api.Config) { c.Redis = r.ConnOpt() }, withCallbacks(r, t))
+	now := time.Now()
+	for seq := uint64(1); seq <= 23; seq++ {
+		from := "spammer"
+		if seq > 21 {
+			from = "alice"
+		}
+		group := "@TGS#pa"
+		if seq%2 == 0 {
+			group = "@TGS#pb"
+		}
+		if p := g.post(callbackPath(callbackApp, callbackToken, now), "", afterSendBody(group, from, seq, now)); p.status != 200 {
+			t.Fatalf("callback %d: %d %s", seq, p.status, p.body)
+		}
+	}
+	var dry api.PurgeResult
+	p := g.post("/v1/purges", enqueueToken, `{"sender":"spammer","dry_run":true}`)
+	p.json(t, &dry)
+	if p.status != 200 || dry.Messages != 21 || dry.PerGroup["@TGS#pa"] != 11 || dry.PerGroup["@TGS#pb"] != 10 || dry.Job != nil {
+		t.Fatalf("dry run: %d %s", p.status, p.body)
+	}
+	var res api.PurgeResult
+	p = g.post("/v1/purges", enqueueToken, fmt.Sprintf(`{"sender":"spammer","groups":["@TGS#pa"],"since":%q,"reason":"spam"}`, now.Add(-time.Minute).UTC().Format(time.RFC3339)))
+	p.json(t, &res)
+	// 11 messages of one group: recalls of 10 and 1.
+	if p.status != 201 || res.Messages != 11 || res.Job == nil || res.Job.Counts.Total != 2 || res.Job.RecallMessages.Total != 11 {
+		t.Fatalf("purge: %d %s", p.status, p.body)
+	}
+	if p := g.post("/v1/purges", enqueueToken, fmt.Sprintf(`{"sender":"spammer","since":%q,"until":%q}`, now.UTC().Format(time.RFC3339), now.Add(-time.Hour).UTC().Format(time.RFC3339))); p.status != 400 {
+		t.Errorf("until before since: %d", p.status)
+	}
+}

@@ -68,6 +68,11 @@ func (s *Server) register() {
 	huma.Register(s.api, op("requeue-dead-letter", http.MethodPost, "/v1/dead-letters/{id}/requeue", "Enqueue a dead letter again and remove it", ScopeAdmin, http.StatusOK, 404, 409), s.requeueDeadLetter)
 	huma.Register(s.api, op("purge-dead-letter", http.MethodDelete, "/v1/dead-letters/{id}", "Remove a dead letter", ScopeAdmin, http.StatusNoContent, 404), s.purgeDeadLetter)
 
+	pg := op("purge", http.MethodPost, "/v1/purges", "Recall a sender's indexed messages as a job", ScopeEnqueue, http.StatusCreated)
+	pg.Description = "Finds the sender's messages in the message index (fed by the callback receiver) and recalls them as one job, 10 messages per call. 200 with the counts only for dry_run or when none match."
+	pg.Responses = map[string]*huma.Response{"200": s.jsonResponse("A dry run, or no message matched: the counts, no job.", PurgeResult{})}
+	huma.Register(s.api, pg, s.purge)
+
 	cb := op("tencent-callback", http.MethodPost, "/v1/callbacks/tencent", "Receive a Tencent webhook", "", http.StatusOK, 403, 404)
 	cb.Description = "Tencent's callback URL: authenticated by SdkAppid and, with a callback token, by RequestTime and Sign (not by a bearer token). Group.CallbackAfterSendMsg is recorded in the message index before OK is answered; other commands are answered OK and counted."
 	cb.Security = nil

@@ -49,6 +49,8 @@ func validBody(d documented) string {
 		if d.method == http.MethodPost {
 			return `{"op":"clear","GroupId":"@TGS#s"}` + "\n"
 		}
+	case "/v1/purges":
+		return `{"sender":"nobody","dry_run":true}`
 	}
 	return ""
 }
@@ -91,6 +93,8 @@ func TestEveryOperationAnswersItsErrors(t *testing.T) {
 			check(send(g, d.path+"?limit=many", adminToken, ""), 400, "with limit=many")
 		case d.path == "/v1/jobs":
 			check(send(g, d.path+"?priority=0", adminToken, validBody(d)), 400, "with priority=0")
+		case d.path == "/v1/purges":
+			check(send(g, d.path, adminToken, `{"sender":""}`), 400, "without a sender")
 		default:
 			check(send(g, d.path, adminToken, `{"GroupId":""}`), 400, "with an empty GroupId")
 			check(send(g, d.path, adminToken, `{"GroupId":"`+strings.Repeat("g", 70<<10)+`"}`), 413, "with a 70 KB body")

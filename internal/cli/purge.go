@@ -6,10 +6,9 @@ import (
 	"sort"
 	"time"
 
-	"github.com/timq/timq/enqueue"
 	"github.com/timq/timq/internal/config"
 	"github.com/timq/timq/internal/msgindex"
-	"github.com/timq/timq/internal/recallbatch"
+	"github.com/timq/timq/internal/purge"
 )
 
 const purgeUsage = `--sender USER [--group G]... [--since 2h | --since TIME] [--until TIME] [--topic T] [--dry-run] [--wait]
@@ -60,24 +59,20 @@ func runPurge(ctx context.Context, env *Env, args []string) error {
 	}
 	rdb := rc.Client()
 	defer rdb.Close()
-	ms, err := msgindex.New(rdb, 0).Find(ctx, q)
+	plan, err := purge.Find(ctx, msgindex.New(rdb, 0), q)
 	if err != nil {
 		return namingRedis(env, err)
 	}
-	perGroup := map[string]int{}
-	for _, m := range ms {
-		perGroup[m.GroupID]++
-	}
-	if *dryRun || len(ms) == 0 {
-		names := make([]string, 0, len(perGroup))
-		for g := range perGroup {
+	if *dryRun || len(plan.Messages) == 0 {
+		names := make([]string, 0, len(plan.PerGroup))
+		for g := range plan.PerGroup {
 			names = append(names, g)
 		}
 		sort.Strings(names)
 		for _, g := range names {
-			fmt.Fprintf(env.Stdout, "%s\t%d\n", g, perGroup[g])
+			fmt.Fprintf(env.Stdout, "%s\t%d\n", g, plan.PerGroup[g])
 		}
-		fmt.Fprintf(env.Stdout, "%d messages of %s in %d groups%s\n", len(ms), *sender, len(perGroup), map[bool]string{true: " (dry run: nothing recalled)", false: ""}[*dryRun])
+		fmt.Fprintf(env.Stdout, "%d messages of %s in %d groups%s\n", len(plan.Messages), *sender, len(plan.PerGroup), map[bool]string{true: " (dry run: nothing recalled)", false: ""}[*dryRun])
 		return nil
 	}
 	c, _, err := newEnqueueClient(env, rc.Conn)
@@ -85,22 +80,11 @@ func runPurge(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer c.Close()
-	w, err := c.NewJob(enqueue.JobName("purge " + *sender))
+	j, err := purge.Start(ctx, c, plan, *reason)
 	if err != nil {
 		return err
 	}
-	defer w.Abort(context.WithoutCancel(ctx))
-	for _, r := range msgindex.Recalls(ms, recallbatch.MaxPerCall) {
-		r.Reason = *reason
-		if err := w.Add(ctx, r); err != nil {
-			return err
-		}
-	}
-	j, err := w.Close(ctx)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "%d messages of %s in %d groups: job %s (timq jobs show %s)\n", len(ms), *sender, len(perGroup), j.ID, j.ID)
+	fmt.Fprintf(env.Stdout, "%d messages of %s in %d groups: job %s (timq jobs show %s)\n", len(plan.Messages), *sender, len(plan.PerGroup), j.ID, j.ID)
 	if *wait {
 		store, err := c.Jobs()
 		if err != nil {
