@@ -19,11 +19,13 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/timq/timq/enqueue"
 	"github.com/timq/timq/internal/api"
 	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/dashboard"
+	"github.com/timq/timq/internal/msgindex"
 	"github.com/timq/timq/internal/sim"
 	"github.com/timq/timq/worker"
 )
@@ -96,11 +98,22 @@ func Run(ctx context.Context, opts Options) error {
 	defer mr.Close()
 	redisOpt := asynq.RedisClientOpt{Addr: mr.Addr()}
 
-	// A fresh key per run: the emulator and the worker share it in memory only.
-	key := randomKey()
-	const appID = 1400000000
-	emu, err := sim.New(sim.Config{SDKAppID: appID, SecretKey: key, Seed: time.Now().UnixNano(), Faults: sampleFaults()})
+	// The dev dashboard has no credentials, so it stays on loopback.
+	if err := dashboard.CheckAddr(opts.DashboardAddr, dashboard.Auth{}); err != nil {
+		return fmt.Errorf("--addr: %w", err)
+	}
+	dashLn, err := net.Listen("tcp", opts.DashboardAddr)
 	if err != nil {
+		return fmt.Errorf("dashboard: listen on %s: %w (choose another with --addr)", opts.DashboardAddr, err)
+	}
+	// A fresh key per run: the emulator and the worker share it in memory
+	// only; so do the emulator and the API the callback token.
+	key, cbToken := randomKey(), randomKey()
+	const appID = 1400000000
+	emu, err := sim.New(sim.Config{SDKAppID: appID, SecretKey: key, Seed: time.Now().UnixNano(), Faults: sampleFaults(),
+		Callbacks: &sim.Callbacks{URL: "http://" + dashLn.Addr().String() + "/v1/callbacks/tencent", Token: cbToken}})
+	if err != nil {
+		dashLn.Close()
 		return err
 	}
 	defer emu.Close()
@@ -132,14 +145,6 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer w.Shutdown()
 
-	// The dev dashboard has no credentials, so it stays on loopback.
-	if err := dashboard.CheckAddr(opts.DashboardAddr, dashboard.Auth{}); err != nil {
-		return fmt.Errorf("--addr: %w", err)
-	}
-	dashLn, err := net.Listen("tcp", opts.DashboardAddr)
-	if err != nil {
-		return fmt.Errorf("dashboard: listen on %s: %w (choose another with --addr)", opts.DashboardAddr, err)
-	}
 	dash, err := dashboard.New(dashboard.Config{Redis: redisOpt, Logger: opts.Logger})
 	if err != nil {
 		dashLn.Close()
@@ -147,7 +152,12 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer dash.Close()
 	// The HTTP API beside it, on loopback without tokens like the dashboard.
-	apiSrv, err := api.New(api.Config{Redis: redisOpt, Logger: opts.Logger})
+	// It takes the emulator's after-send callbacks into the message index.
+	idx := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer idx.Close()
+	index := msgindex.New(idx, 0)
+	apiSrv, err := api.New(api.Config{Redis: redisOpt, Logger: opts.Logger,
+		Callbacks: &api.Callbacks{SDKAppID: appID, Token: cbToken, Index: index}})
 	if err != nil {
 		dashLn.Close()
 		return err
@@ -179,6 +189,7 @@ func Run(ctx context.Context, opts Options) error {
 			return fmt.Errorf("sample job: %w", err)
 		}
 		opts.Logger.Info("sample job queued", "job_id", id, "operations", sampleJobSize)
+		go purgeSampleSpammer(ctx, emuURL, appID, key, index, producer, opts.Logger)
 		produceSamples(ctx, producer, emulatorMessages(emu), opts.SampleRate, opts.Logger)
 	}
 	<-ctx.Done()

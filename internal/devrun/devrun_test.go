@@ -75,13 +75,27 @@ func TestDevRunShowsWorkFlowingAndDeadLettering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 30*time.Second, "the sample job makes progress", func() (bool, string) {
+	jobNamed := func(name string) (enqueue.Job, string) {
 		js, err := store.List(context.Background(), 0)
-		if err != nil || len(js) != 1 {
-			return false, fmt.Sprintf("%d jobs, %v", len(js), err)
+		if err != nil {
+			return enqueue.Job{}, err.Error()
 		}
-		j := js[0]
-		return j.Name == SampleJobName && j.Counts.Total == sampleJobSize && j.Counts.Applied > 0, fmt.Sprintf("%+v", j)
+		for _, j := range js {
+			if j.Name == name {
+				return j, fmt.Sprintf("%+v", j)
+			}
+		}
+		return enqueue.Job{}, fmt.Sprintf("no job %q among %d", name, len(js))
+	}
+	testenv.Eventually(t, 30*time.Second, "the sample job makes progress", func() (bool, string) {
+		j, why := jobNamed(SampleJobName)
+		return j.Counts.Total == sampleJobSize && j.Counts.Applied > 0, why
+	})
+	// The sample spammer's messages reach the index through the emulator's
+	// callbacks and are purged: all 25 recalled by a job.
+	testenv.Eventually(t, 60*time.Second, "the sample spammer purged", func() (bool, string) {
+		j, why := jobNamed("purge " + SpammerName)
+		return j.Finished && j.RecallMessages != nil && j.RecallMessages.Applied == spamMessages, why
 	})
 
 	// The HTTP API is served beside the dashboard, and what it queues runs.

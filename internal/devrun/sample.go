@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/timq/timq/enqueue"
+	"github.com/timq/timq/internal/chatapi"
+	"github.com/timq/timq/internal/msgindex"
+	"github.com/timq/timq/internal/purge"
 	"github.com/timq/timq/internal/sim"
 	"github.com/timq/timq/tasks"
 )
@@ -38,6 +41,9 @@ func seedGroups(emu *sim.Server) error {
 		}
 	}
 	if err := emu.CreateGroup(avGroup, sim.GroupAVChatRoom); err != nil {
+		return err
+	}
+	if err := emu.CreateGroup(spamGroup, sim.GroupPublic); err != nil {
 		return err
 	}
 	_, _, err := emu.AddMessages(avGroup, "", 100)
@@ -154,4 +160,70 @@ func startSampleJob(ctx context.Context, emu *sim.Server, producer *enqueue.Clie
 	}
 	j, err := jw.Close(ctx)
 	return j.ID, err
+}
+
+// The sample spammer: spamMessages messages from SpammerName in spamGroup,
+// among a few of another sender's, all indexed through the emulator's
+// callbacks; then a purge recalls the spammer's as a job.
+const (
+	SpammerName  = "dev-spammer"
+	spamGroup    = "dev-spam"
+	spamMessages = 25
+)
+
+// purgeSampleSpammer sends the spammer's messages, waits until the index
+// holds them, and purges them. Failures are logged: the playground goes on.
+func purgeSampleSpammer(ctx context.Context, emuURL string, appID uint64, key string, index *msgindex.Index, producer *enqueue.Client, log *slog.Logger) {
+	if err := sendSpam(ctx, emuURL, appID, key); err != nil {
+		log.Warn("sample spammer", "error", err)
+		return
+	}
+	q := msgindex.Query{Sender: SpammerName}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		p, err := purge.Find(ctx, index, q)
+		if err == nil && len(p.Messages) == spamMessages {
+			j, err := purge.Start(ctx, producer, p, "spam")
+			if err != nil {
+				log.Warn("sample spammer", "error", err)
+				return
+			}
+			log.Info("sample spammer purged from the message index", "sender", SpammerName, "messages", len(p.Messages), "job_id", j.ID)
+			return
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			log.Warn("sample spammer: its messages did not reach the index", "error", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func sendSpam(ctx context.Context, emuURL string, appID uint64, key string) error {
+	c, err := chatapi.New(chatapi.Config{SDKAppID: appID, SecretKey: key, Admin: sim.DefaultAdmin, BaseURL: emuURL})
+	if err != nil {
+		return err
+	}
+	for i := range spamMessages + 5 {
+		from := SpammerName
+		if i%6 == 5 {
+			from = "dev-alice"
+		}
+		for {
+			_, err := c.SendGroupMsg(ctx, &chatapi.SendGroupMsgRequest{GroupId: spamGroup, From_Account: from, Random: uint32(i), MsgBody: tasks.TextBody("cheap watches")})
+			if chatapi.Classify(err) == chatapi.ClassThrottle {
+				time.Sleep(200 * time.Millisecond) // the emulator's send limit, as Tencent's
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			break
+		}
+	}
+	return nil
 }

@@ -52,8 +52,8 @@ type afterSendEvent struct {
 	CCD                    string
 }
 
-// callbackSender posts callbacks in the order messages were stored, one
-// at a time, from a queue that never blocks the emulator.
+// callbackSender posts callbacks about in the order messages were stored,
+// a few at a time, from a queue that never blocks the emulator.
 type callbackSender struct {
 	cfg    Callbacks
 	appID  uint64
@@ -102,25 +102,42 @@ func (c *callbackSender) run() {
 		batch := c.queue
 		c.queue = nil
 		c.mu.Unlock()
-		for _, e := range batch {
-			c.post(e)
-			if c.dup() < c.cfg.Duplicate {
-				c.post(e)
-			}
-		}
+		c.postAll(batch)
 		select {
 		case <-c.stop:
 			c.mu.Lock()
 			rest := c.queue
 			c.queue = nil
 			c.mu.Unlock()
-			for _, e := range rest {
-				c.post(e)
-			}
+			c.postAll(rest)
 			return
 		case <-c.wake:
 		}
 	}
+}
+
+// callbackConcurrency is how many callbacks are in flight at once, as
+// Tencent's servers post them concurrently.
+const callbackConcurrency = 8
+
+// postAll posts the events, callbackConcurrency at a time; a drawn share
+// of them twice.
+func (c *callbackSender) postAll(events []afterSendEvent) {
+	sem := make(chan struct{}, callbackConcurrency)
+	var wg sync.WaitGroup
+	for _, e := range events {
+		twice := c.dup() < c.cfg.Duplicate
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			c.post(e)
+			if twice {
+				c.post(e)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // post sends one callback.

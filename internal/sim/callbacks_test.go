@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sort"
 	"strconv"
 	"sync"
 	"testing"
@@ -53,6 +54,8 @@ func TestStoredMessagesAreCalledBackSigned(t *testing.T) {
 	if st := f.srv.CallbackStats(); len(got) != 3 || st != (CallbackStats{Sent: 3, OK: 3}) {
 		t.Fatalf("%d callbacks received, stats %+v; want 3 (two seeded, one sent)", len(got), st)
 	}
+	// Posted concurrently: compare in seq order.
+	sort.Slice(got, func(i, j int) bool { return got[i].body["MsgSeq"].(float64) < got[j].body["MsgSeq"].(float64) })
 	for i, c := range got {
 		rt := c.query.Get("RequestTime")
 		sum := sha256.Sum256([]byte("tok" + rt))
