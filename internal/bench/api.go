@@ -52,31 +52,11 @@ func (r *runner) runAPI(ctx context.Context) error {
 	if err := r.reset(ctx, nil); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	base, client, stop, err := r.startAPI(ctx, "api", apiClients)
 	if err != nil {
 		return err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	env := childEnv(fmt.Sprintf("TIMQ_REDIS_URL=redis://%s/%d", r.rdb.Addr, r.rdb.DB))
-	p, err := r.apps.start(ctx, "api", r.cfg.Bin, []string{"api", "--addr", addr, "--log-level", "warn"}, env, r.logDir)
-	if err != nil {
-		return err
-	}
-	defer p.Stop(5 * time.Second)
-	base := "http://" + addr
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: apiClients, MaxConnsPerHost: apiClients}, Timeout: 30 * time.Second}
-	defer client.CloseIdleConnections()
-	if _, err := poll(ctx, 30*time.Second, func() (bool, error) {
-		resp, err := client.Get(base + "/openapi.json")
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200, nil
-	}); err != nil {
-		return err
-	}
+	defer stop()
 
 	r.progress("api: %d clients enqueueing over HTTP for %v", apiClients, apiWindow)
 	var lat []time.Duration
@@ -136,6 +116,41 @@ func (r *runner) runAPI(ctx context.Context) error {
 		res.JobErr = fmt.Sprintf("status %d: %.200s", resp.StatusCode, answer)
 	}
 	return r.reset(ctx, nil)
+}
+
+// startAPI starts a `timq api` process on the bench's Redis with extra
+// environment, waits until it answers, and returns its base URL, a
+// keep-alive client of conns connections for it, and how to stop both.
+func (r *runner) startAPI(ctx context.Context, name string, conns int, extraEnv ...string) (string, *http.Client, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	env := childEnv(append([]string{fmt.Sprintf("TIMQ_REDIS_URL=redis://%s/%d", r.rdb.Addr, r.rdb.DB)}, extraEnv...)...)
+	p, err := r.apps.start(ctx, name, r.cfg.Bin, []string{"api", "--addr", addr, "--log-level", "warn"}, env, r.logDir)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	base := "http://" + addr
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}, Timeout: 30 * time.Second}
+	stop := func() {
+		client.CloseIdleConnections()
+		p.Stop(5 * time.Second)
+	}
+	if _, err := poll(ctx, 30*time.Second, func() (bool, error) {
+		resp, err := client.Get(base + "/openapi.json")
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, nil
+	}); err != nil {
+		stop()
+		return "", nil, nil, err
+	}
+	return base, client, stop, nil
 }
 
 // hammer runs op from apiClients goroutines for window and returns how

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -57,32 +56,12 @@ func (r *runner) runIndex(ctx context.Context) error {
 	if err := r.reset(ctx, nil); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	base, client, stop, err := r.startAPI(ctx, "api-callbacks", indexSenders,
+		"TIMQ_SDKAPPID="+strconv.FormatUint(r.appID, 10), "TIMQ_CALLBACK_TOKEN="+benchCallbackToken)
 	if err != nil {
 		return err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	env := childEnv(fmt.Sprintf("TIMQ_REDIS_URL=redis://%s/%d", r.rdb.Addr, r.rdb.DB), "TIMQ_SDKAPPID="+strconv.FormatUint(r.appID, 10),
-		"TIMQ_CALLBACK_TOKEN="+benchCallbackToken)
-	p, err := r.apps.start(ctx, "api-callbacks", r.cfg.Bin, []string{"api", "--addr", addr, "--log-level", "warn"}, env, r.logDir)
-	if err != nil {
-		return err
-	}
-	defer p.Stop(5 * time.Second)
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: indexSenders, MaxConnsPerHost: indexSenders}, Timeout: 10 * time.Second}
-	defer client.CloseIdleConnections()
-	base := "http://" + addr
-	if _, err := poll(ctx, 30*time.Second, func() (bool, error) {
-		resp, err := client.Get(base + "/openapi.json")
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200, nil
-	}); err != nil {
-		return err
-	}
+	defer stop()
 
 	r.progress("index: %d senders posting after-send callbacks for %v", indexSenders, indexWindow)
 	var lat []time.Duration
