@@ -93,7 +93,7 @@ func TestDevRunShowsWorkFlowingAndDeadLettering(t *testing.T) {
 	})
 	// The sample spammer's messages reach the index through the emulator's
 	// callbacks and are purged: all 25 recalled by a job.
-	testenv.Eventually(t, 60*time.Second, "the sample spammer purged", func() (bool, string) {
+	testenv.Eventually(t, 3*time.Minute, "the sample spammer purged", func() (bool, string) {
 		j, why := jobNamed("purge " + SpammerName)
 		return j.Finished && j.RecallMessages != nil && j.RecallMessages.Applied == spamMessages, why
 	})

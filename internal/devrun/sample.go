@@ -179,7 +179,7 @@ func purgeSampleSpammer(ctx context.Context, emuURL string, appID uint64, key st
 		return
 	}
 	q := msgindex.Query{Sender: SpammerName}
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		p, err := purge.Find(ctx, index, q)
 		if err == nil && len(p.Messages) == spamMessages {
