@@ -56,6 +56,18 @@ func TestSpammerIsPurgedFromCallbacks(t *testing.T) {
 		st := emu.CallbackStats()
 		return st.OK >= int64(len(all)) && st.Failed == 0, fmt.Sprintf("%+v", st)
 	})
+	// Paging the groups' history finds the same messages as the index.
+	dry := func(extra ...string) string {
+		t.Helper()
+		res := testenv.Run(t, env, nil, time.Minute, testenv.Binary(t), append([]string{"purge", "--sender", "spammer", "--group", "@TGS#p1", "--group", "@TGS#p2", "--dry-run"}, extra...)...)
+		if res.Code != 0 {
+			t.Fatalf("purge --dry-run %v: exit %d\n%s%s", extra, res.Code, res.Stdout, res.Stderr)
+		}
+		return res.Stdout
+	}
+	if fromIndex, fromHistory := dry(), dry("--scan-history", "100"); fromIndex != fromHistory || !strings.Contains(fromIndex, "12 messages of spammer in 2 groups") {
+		t.Fatalf("the index found:\n%s\nthe history scan found:\n%s", fromIndex, fromHistory)
+	}
 	res := testenv.Run(t, env, nil, 2*time.Minute, testenv.Binary(t), "purge", "--sender", "spammer", "--group", "@TGS#p1", "--group", "@TGS#p2", "--wait")
 	if res.Code != 0 || !strings.Contains(res.Stdout, "12 messages of spammer in 2 groups") || !strings.Contains(res.Stdout, ": done") {
 		t.Fatalf("purge: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)

@@ -6,9 +6,13 @@ import (
 	"sort"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/config"
 	"github.com/timq/timq/internal/msgindex"
 	"github.com/timq/timq/internal/purge"
+	"github.com/timq/timq/internal/ratelimit"
+	"github.com/timq/timq/worker"
 )
 
 const purgeUsage = `--sender USER [--group G]... [--since 2h | --since TIME] [--until TIME] [--topic T] [--dry-run] [--wait]
@@ -18,7 +22,13 @@ callbacks through timq api) and recalls them as a job: 10 messages per call,
 with the job's progress, failures, pause and cancel (timq jobs). Only USER's
 messages in the window are recalled. --dry-run prints the count per group
 and touches nothing. TIME is RFC 3339 (2026-01-02T15:04:05Z); --since also
-takes a duration back from now. Redis comes from TIMQ_REDIS_URL.`
+takes a duration back from now. Redis comes from TIMQ_REDIS_URL.
+
+For groups whose messages were never indexed, --scan-history N pages
+group_msg_get_simple over the last N messages of each --group (20 a call,
+within that endpoint's 200 calls/s shared by every process of the app); it
+needs the API settings timq worker reads (TIMQ_SDKAPPID, TIMQ_SECRET_KEY,
+TIMQ_REGION or TIMQ_API_BASE).`
 
 // runPurge recalls a sender's indexed messages as a job.
 func runPurge(ctx context.Context, env *Env, args []string) error {
@@ -32,6 +42,7 @@ func runPurge(ctx context.Context, env *Env, args []string) error {
 	reason := fs.String("reason", "", "the recall reason sent to Tencent")
 	dryRun := fs.Bool("dry-run", false, "print the count per group; recall nothing")
 	wait := fs.Bool("wait", false, "stay attached with a progress bar until the job ends")
+	scan := fs.Int("scan-history", 0, "find the messages by paging group_msg_get_simple over the last `N` messages of each --group instead of the index (for groups never indexed); needs the API settings of timq worker")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -59,8 +70,18 @@ func runPurge(ctx context.Context, env *Env, args []string) error {
 	}
 	rdb := rc.Client()
 	defer rdb.Close()
-	plan, err := purge.Find(ctx, msgindex.New(rdb, 0), q)
-	if err != nil {
+	var plan purge.Plan
+	if *scan != 0 {
+		if *scan < 1 || *scan > 1_000_000 {
+			return UsageError("--scan-history: want 1 to 1000000 messages per group, got %d", *scan)
+		}
+		if len(groups) == 0 {
+			return UsageError("--scan-history needs --group: the groups whose history to scan")
+		}
+		if plan, err = scanHistory(ctx, env, rdb, q, *scan); err != nil {
+			return err
+		}
+	} else if plan, err = purge.Find(ctx, msgindex.New(rdb, 0), q); err != nil {
 		return namingRedis(env, err)
 	}
 	if *dryRun || len(plan.Messages) == 0 {
@@ -114,4 +135,24 @@ func parseWhen(flag, v string, now time.Time, durationOK bool) (time.Time, error
 		return time.Time{}, UsageError("%s: want a duration such as 2h or an RFC 3339 time, got %q", flag, v)
 	}
 	return time.Time{}, UsageError("%s: want an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", flag, v)
+}
+
+// scanHistory pages the groups' history through group_msg_get_simple,
+// paced by that endpoint's budget shared in Redis with every other process
+// of the app.
+func scanHistory(ctx context.Context, env *Env, rdb redis.UniversalClient, q msgindex.Query, last int) (purge.Plan, error) {
+	a, err := config.LoadAPI(env.Getenv)
+	if err != nil {
+		return purge.Plan{}, settingError(err)
+	}
+	rate, err := config.Float(env.Getenv, config.EnvRate, worker.DefaultRate, worker.MinRate, worker.MaxRate)
+	if err != nil {
+		return purge.Plan{}, settingError(err)
+	}
+	client, err := chatapi.New(chatapi.Config{SDKAppID: a.SDKAppID, SecretKey: a.SecretKey.Reveal(), Admin: a.Admin, Region: a.Region, BaseURL: a.BaseURL})
+	if err != nil {
+		return purge.Plan{}, err
+	}
+	lim := ratelimit.NewShared(rdb, fmt.Sprintf("%d:%s", a.SDKAppID, chatapi.EndpointGetSimple.Short()), rate, ratelimit.WithoutRamp())
+	return purge.Scan(ctx, client, lim, q, last)
 }
