@@ -13,7 +13,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/timq/timq/enqueue"
+	"github.com/timq/timq/internal/jobs"
 	"github.com/timq/timq/internal/msgindex"
+	"github.com/timq/timq/internal/purge"
+	"github.com/timq/timq/internal/sim"
 )
 
 // The message-index phase: callbacks ingested per second by `timq api`
@@ -35,6 +40,7 @@ const (
 	targetCallbackP99   = 20 * time.Millisecond
 	targetBytesPerMsg   = 100
 	targetPurgeFindTime = time.Second
+	targetPurgeRate     = 1900 // messages recalled per second
 )
 
 // IndexResult is the index phase's figures.
@@ -46,6 +52,9 @@ type IndexResult struct {
 	BytesPerMsg    float64 // -1: not measured
 	FindMessages   int
 	FindTime       time.Duration
+	PurgeRecalled  int64         // messages the purge job recalled
+	PurgeWall      time.Duration // from the job's creation to its end
+	PurgeErr       string
 }
 
 const benchCallbackToken = "bench-callback-token"
@@ -150,7 +159,73 @@ func (r *runner) runIndex(ctx context.Context) error {
 		return err
 	}
 	res.FindTime, res.FindMessages = time.Since(start), len(found)
+	if err := r.purgeRate(ctx, res); err != nil {
+		return err
+	}
 	return r.reset(ctx, nil)
+}
+
+// purgeRate seeds the emulator with purgeMessages messages over
+// purgeGroups groups, indexes them as the spammer's, and times a purge job
+// of them with one worker: messages recalled per second, from the job's
+// creation to its end.
+func (r *runner) purgeRate(ctx context.Context, res *IndexResult) error {
+	per := purgeMessages / purgeGroups
+	var seed []sim.SeedGroup
+	for g := range purgeGroups {
+		seed = append(seed, sim.SeedGroup{GroupID: fmt.Sprintf("@TGS#purge%d", g), Type: sim.GroupPublic, Messages: per})
+	}
+	if err := r.reset(ctx, seed); err != nil {
+		return err
+	}
+	ix := msgindex.New(r.rdb.Client(), 0)
+	now := time.Now()
+	for g := range purgeGroups {
+		for s := 1; s <= per; s++ {
+			if err := ix.Add(ctx, msgindex.Message{GroupID: fmt.Sprintf("@TGS#purge%d", g), Sender: "spammer", Seq: uint64(s), Time: now}); err != nil {
+				return err
+			}
+		}
+	}
+	ws, err := r.startWorkers(ctx, "purge", 1, true)
+	defer stopWorkers(ws)
+	if err != nil {
+		return err
+	}
+	time.Sleep(time.Second) // let the worker start
+	r.progress("index: purging one sender's %d messages over %d groups", purgeMessages, purgeGroups)
+	plan, err := purge.Find(ctx, ix, msgindex.Query{Sender: "spammer"})
+	if err != nil {
+		return err
+	}
+	producer := enqueue.New(asynq.RedisClientOpt{Addr: r.rdb.Addr, DB: r.rdb.DB})
+	defer producer.Close()
+	start := time.Now()
+	j, err := purge.Start(ctx, producer, plan, "bench")
+	if err != nil {
+		return err
+	}
+	store := jobs.NewStore(r.rdb.Client(), 0)
+	ok, err := poll(ctx, 2*time.Minute, func() (bool, error) {
+		got, err := store.Get(ctx, j.ID)
+		if err != nil {
+			return false, err
+		}
+		if got.Finished {
+			res.PurgeRecalled = got.RecallMessages.Applied
+			return true, nil
+		}
+		return false, nil
+	})
+	if err != nil {
+		return err
+	}
+	if !ok {
+		res.PurgeErr = "the purge job did not end within 2 minutes"
+		return nil
+	}
+	res.PurgeWall = time.Since(start)
+	return nil
 }
 
 // indexTable renders the index phase.
@@ -166,5 +241,16 @@ func (x *IndexResult) indexTable() table {
 	add("find a sender's messages", fmt.Sprintf("one sender's %s messages over %d groups among them", thousands(purgeMessages), purgeGroups),
 		fmt.Sprintf("%s found in %s", thousands(int64(x.FindMessages)), x.FindTime.Round(time.Millisecond)), fmt.Sprintf("< %v", targetPurgeFindTime),
 		metCell(x.FindMessages > 0, x.FindMessages == purgeMessages && x.FindTime < targetPurgeFindTime))
+	purgeWhat := fmt.Sprintf("a purge job of one sender's %s messages over %d groups, one worker, creation to end", thousands(purgeMessages), purgeGroups)
+	if x.PurgeErr != "" {
+		add("purge recall rate", purgeWhat, "failed: "+x.PurgeErr, fmt.Sprintf(">= %d msgs/s", targetPurgeRate), "NO")
+	} else {
+		rate := 0.0
+		if x.PurgeWall > 0 {
+			rate = float64(x.PurgeRecalled) / x.PurgeWall.Seconds()
+		}
+		add("purge recall rate", purgeWhat, fmt.Sprintf("%.0f msgs/s (%s recalled in %.1f s)", rate, thousands(x.PurgeRecalled), x.PurgeWall.Seconds()),
+			fmt.Sprintf(">= %d msgs/s", targetPurgeRate), metCell(x.PurgeWall > 0, rate >= targetPurgeRate && x.PurgeRecalled == purgeMessages))
+	}
 	return t
 }
