@@ -70,3 +70,44 @@ func TestStoredMessagesAreCalledBackSigned(t *testing.T) {
 		t.Errorf("the sent message's callback %v", got[2].body)
 	}
 }
+
+// A slow or failing receiver costs the emulator nothing: its calls answer
+// as before, and the callbacks are counted failed.
+func TestSlowOrFailingReceiverIsCountedNotWaitedFor(t *testing.T) {
+	release := make(chan struct{})
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("slow") == "1" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		http.Error(w, "down", http.StatusInternalServerError)
+	}))
+	t.Cleanup(func() { close(release); rcv.Close() })
+	for _, tc := range []struct{ name, url string }{{"slow", rcv.URL + "/?slow=1"}, {"failing", rcv.URL + "/"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := setup(t, Config{Callbacks: &Callbacks{URL: tc.url, Timeout: 50 * time.Millisecond}})
+			if err := f.srv.CreateGroup("G", GroupPublic); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			for range 3 {
+				if env := f.call(chatapi.EndpointSend, sendBody, nil); env.ErrorCode != 0 {
+					t.Fatalf("send_group_msg with a %s receiver: %+v", tc.name, env)
+				}
+			}
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("three sends took %v with a %s receiver: the emulator waited for it", took, tc.name)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for f.srv.CallbackStats().Failed < 3 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if st := f.srv.CallbackStats(); st != (CallbackStats{Sent: 3, Failed: 3}) {
+				t.Errorf("stats with a %s receiver: %+v, want 3 sent and 3 failed", tc.name, st)
+			}
+		})
+	}
+}
