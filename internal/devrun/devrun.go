@@ -156,7 +156,10 @@ func Run(ctx context.Context, opts Options) error {
 	idx := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer idx.Close()
 	index := msgindex.New(idx, 0)
-	apiSrv, err := api.New(api.Config{Redis: redisOpt, Logger: opts.Logger,
+	// Its access log would print a line for each of the emulator's
+	// thousands of callbacks: only its warnings and errors are shown.
+	apiLog := slog.New(minLevel{opts.Logger.Handler(), slog.LevelWarn})
+	apiSrv, err := api.New(api.Config{Redis: redisOpt, Logger: apiLog,
 		Callbacks: &api.Callbacks{SDKAppID: appID, Token: cbToken, Index: index}})
 	if err != nil {
 		dashLn.Close()
@@ -214,4 +217,21 @@ func randomKey() string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// minLevel is a slog.Handler that drops records below min.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.min}
+}
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.min}
 }
