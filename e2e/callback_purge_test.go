@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/testenv"
 )
 
@@ -27,9 +26,8 @@ func TestCallbacksFeedPurge(t *testing.T) {
 	post := func(from string, seq uint64) int {
 		t.Helper()
 		rt := strconv.FormatInt(time.Now().Unix(), 10)
-		sum := sha256.Sum256([]byte(token + rt))
 		url := fmt.Sprintf("http://%s/v1/callbacks/tencent?SdkAppid=%d&CallbackCommand=Group.CallbackAfterSendMsg&contenttype=json&ClientIP=127.0.0.1&OptPlatform=RESTAPI&RequestTime=%s&Sign=%s",
-			addr, app, rt, hex.EncodeToString(sum[:]))
+			addr, app, rt, chatapi.CallbackSign(token, rt))
 		body := fmt.Sprintf(`{"CallbackCommand":"Group.CallbackAfterSendMsg","GroupId":"@TGS#e2e","Type":"Public","From_Account":%q,"MsgSeq":%d,"MsgTime":%d,"Random":5,"MsgBody":[],"EventTime":%d}`,
 			from, seq, time.Now().Unix(), time.Now().UnixMilli())
 		resp, err := http.Post(url, "application/json", strings.NewReader(body))

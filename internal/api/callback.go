@@ -2,15 +2,14 @@ package api
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"strconv"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/msgindex"
 )
 
@@ -90,8 +89,7 @@ func (s *Server) receiveCallback(ctx context.Context, in *callbackInput) (*callb
 			s.metrics.Callback("refused_stale")
 			return nil, huma.Error401Unauthorized("RequestTime: more than 60 s from now (a replay?)")
 		}
-		sum := sha256.Sum256([]byte(cb.Token + in.RequestTime))
-		if subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(in.Sign)) != 1 {
+		if subtle.ConstantTimeCompare([]byte(chatapi.CallbackSign(cb.Token, in.RequestTime)), []byte(in.Sign)) != 1 {
 			s.metrics.Callback("refused_sign")
 			return nil, huma.Error401Unauthorized("Sign: does not match")
 		}

@@ -2,8 +2,6 @@ package api_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -15,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/timq/timq/internal/api"
+	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/msgindex"
 	"github.com/timq/timq/internal/testenv"
 )
@@ -34,9 +33,8 @@ func withCallbacks(r *testenv.RedisDB, t *testing.T) func(*api.Config) {
 // callbackPath is Tencent's query for a callback sent at t, signed with token.
 func callbackPath(app uint64, token string, at time.Time) string {
 	rt := strconv.FormatInt(at.Unix(), 10)
-	sum := sha256.Sum256([]byte(token + rt))
 	q := url.Values{"SdkAppid": {strconv.FormatUint(app, 10)}, "CallbackCommand": {api.CommandAfterSend}, "contenttype": {"json"},
-		"ClientIP": {"127.0.0.1"}, "OptPlatform": {"RESTAPI"}, "RequestTime": {rt}, "Sign": {hex.EncodeToString(sum[:])}}
+		"ClientIP": {"127.0.0.1"}, "OptPlatform": {"RESTAPI"}, "RequestTime": {rt}, "Sign": {chatapi.CallbackSign(token, rt)}}
 	return "/v1/callbacks/tencent?" + q.Encode()
 }
 

@@ -2,8 +2,6 @@ package bench
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/timq/timq/enqueue"
+	"github.com/timq/timq/internal/chatapi"
 	"github.com/timq/timq/internal/jobs"
 	"github.com/timq/timq/internal/msgindex"
 	"github.com/timq/timq/internal/purge"
@@ -86,9 +85,8 @@ func (r *runner) runIndex(ctx context.Context) error {
 				i := next.Add(1)
 				start := time.Now()
 				rt := strconv.FormatInt(start.Unix(), 10)
-				sum := sha256.Sum256([]byte(benchCallbackToken + rt))
 				url := fmt.Sprintf("%s/v1/callbacks/tencent?SdkAppid=%d&CallbackCommand=Group.CallbackAfterSendMsg&contenttype=json&ClientIP=127.0.0.1&OptPlatform=RESTAPI&RequestTime=%s&Sign=%s",
-					base, r.appID, rt, hex.EncodeToString(sum[:]))
+					base, r.appID, rt, chatapi.CallbackSign(benchCallbackToken, rt))
 				body := fmt.Sprintf(`{"CallbackCommand":"Group.CallbackAfterSendMsg","GroupId":"@TGS#b%d","Type":"Public","From_Account":"user%d","MsgSeq":%d,"MsgTime":%d,"Random":1,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"hello"}}],"EventTime":%d}`,
 					i%purgeGroups, i%indexPeople, i, start.Unix(), start.UnixMilli())
 				resp, err := client.Post(url, "application/json", strings.NewReader(body))

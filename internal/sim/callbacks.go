@@ -3,8 +3,6 @@ package sim
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -152,9 +150,8 @@ func (c *callbackSender) post(e afterSendEvent) {
 		"contenttype": {"json"}, "ClientIP": {"127.0.0.1"}, "OptPlatform": {"RESTAPI"}}
 	if c.cfg.Token != "" {
 		rt := strconv.FormatInt(c.now().Unix(), 10)
-		sum := sha256.Sum256([]byte(c.cfg.Token + rt))
 		q.Set("RequestTime", rt)
-		q.Set("Sign", hex.EncodeToString(sum[:]))
+		q.Set("Sign", chatapi.CallbackSign(c.cfg.Token, rt))
 	}
 	target := c.cfg.URL
 	if bytes.ContainsRune([]byte(target), '?') {
