@@ -17,7 +17,7 @@
 // timq:budget:{SDKAPPID:ENDPOINT}: the next free slot on the Redis clock
 // (a theoretical arrival time, TAT, as in GCRA). A process asks a Lua
 // script for k slots at once (k = the number of its goroutines waiting,
-// at most WithBatch, 8); the script reads TIME, takes max(TAT, now + the
+// at most WithBatch, DefaultSharedBatch); the script reads TIME, takes max(TAT, now + the
 // process's round trip), moved up to a whole number of intervals on the
 // Redis clock, as the first slot, advances TAT by k intervals
 // (interval = 1/(limit*Headroom), rounded up to a whole microsecond: 5077

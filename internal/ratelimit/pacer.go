@@ -27,7 +27,6 @@ type Limiter interface {
 // concurrent use.
 type Pacer struct {
 	lim *rate.Limiter
-	now func() time.Time
 
 	mu    sync.Mutex
 	until time.Time // no call before this instant (set by Backoff)
@@ -36,7 +35,7 @@ type Pacer struct {
 // NewPacer returns a Pacer for an API limit of limit calls per second. It
 // paces at limit*Headroom with a burst of 1.
 func NewPacer(limit float64) *Pacer {
-	return &Pacer{lim: rate.NewLimiter(rate.Limit(limit*Headroom), 1), now: time.Now}
+	return &Pacer{lim: rate.NewLimiter(rate.Limit(limit*Headroom), 1)}
 }
 
 // Rate returns the pacing rate in calls per second.
@@ -46,7 +45,7 @@ func (p *Pacer) Rate() float64 { return float64(p.lim.Limit()) }
 func (p *Pacer) Wait(ctx context.Context) error {
 	for {
 		p.mu.Lock()
-		d := p.until.Sub(p.now())
+		d := time.Until(p.until)
 		p.mu.Unlock()
 		if d <= 0 {
 			break
@@ -67,7 +66,7 @@ func (p *Pacer) Wait(ctx context.Context) error {
 func (p *Pacer) Backoff(d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if end := p.now().Add(d); end.After(p.until) {
+	if end := time.Now().Add(d); end.After(p.until) {
 		p.until = end
 	}
 }

@@ -434,7 +434,9 @@ func (s *Shared) fetch() {
 		}
 		s.mu.Unlock()
 		switch {
-		case ahead >= s.opts.horizon:
+		case ahead > s.opts.horizon:
+			// Strictly: at exactly a horizon the sleep would be zero and
+			// the loop would spin until the clock moved.
 			s.sleep(time.Now().Add(ahead-s.opts.horizon), false)
 			continue
 		case want < s.opts.batch && ahead > lowWater:

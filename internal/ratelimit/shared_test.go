@@ -3,17 +3,18 @@ package ratelimit
 import (
 	"context"
 	"errors"
-	"math"
 	"net"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/timq/timq/internal/testenv"
 )
@@ -81,9 +82,7 @@ type process struct {
 	cmds *cmdCounter
 }
 
-func newProcess(t *testing.T, r *testenv.RedisDB, log *slotLog, id int, opts ...SharedOption) process {
-	t.Helper()
-	c := r.Client(t)
+func newProcess(c *redis.Client, log *slotLog, id int, opts ...SharedOption) process {
 	cc := &cmdCounter{}
 	c.AddHook(cc)
 	s := NewShared(c, "1400000001:clear_group_msg", 200, opts...)
@@ -91,6 +90,55 @@ func newProcess(t *testing.T, r *testenv.RedisDB, log *slotLog, id int, opts ...
 		s.onSlots = log.hook(id)
 	}
 	return process{lim: s, cmds: cc}
+}
+
+// fakeRedis is a miniredis server inside a testing/synctest bubble, served
+// on in-memory pipes (miniredis's Dial). Inside the bubble time.Now, timers,
+// context deadlines and x/time/rate read the bubble's fake clock, and so do
+// the server's TIME and, with ClockTTL, its expiry: the limiter and Redis
+// share one clock, which moves only when every goroutine of the bubble
+// waits. A round trip takes no time on it unless a hook makes it, so the
+// tests below see exact windows, not wall-clock ones, and take no wall
+// time for the seconds they simulate.
+type fakeRedis struct{ m *miniredis.Miniredis }
+
+// inBubble runs f in a new bubble with a fresh fakeRedis.
+func inBubble(t *testing.T, f func(t *testing.T, r fakeRedis)) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		m := miniredis.NewMiniRedis()
+		m.ClockTTL(true)
+		t.Cleanup(m.Close) // after the clients, which are registered later
+		f(t, fakeRedis{m})
+	})
+}
+
+// client returns a connection to the server, closed when the test ends.
+func (r fakeRedis) client(t *testing.T) *redis.Client {
+	return r.clientWith(t, func() (net.Conn, error) { return r.m.Dial() })
+}
+
+// clientWith returns a client whose connections come from dial.
+func (r fakeRedis) clientWith(t *testing.T, dial func() (net.Conn, error)) *redis.Client {
+	c := redis.NewClient(&redis.Options{
+		Dialer:     func(context.Context, string, string) (net.Conn, error) { return dial() },
+		MaxRetries: -1,
+		// Maintenance notifications resolve the address's host name when
+		// the client is made, a lookup outside the bubble.
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// settle waits until every goroutine of the bubble waits (for a slot's
+// time, a reply, a timer) and returns whether s's fetch goroutine has
+// stopped.
+func fetcherStopped(s *Shared) bool {
+	synctest.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.fetching
 }
 
 // hammer runs n goroutines calling Wait until ctx ends.
@@ -136,6 +184,11 @@ func waitFetcherStops(t *testing.T, s *Shared) {
 	})
 }
 
+// The one test on the configured Redis (a real server when one answers): the
+// script on the server's own Lua, with its number formatting, and four
+// processes with their own connections. Its checks hold whatever the timing
+// of the machine: slot arithmetic on the Redis clock, not windows of wall
+// time.
 func TestSharedSlotsNeverExceedTheBudgetAcrossProcesses(t *testing.T) {
 	t.Parallel()
 	r := testenv.Redis(t)
@@ -143,7 +196,7 @@ func TestSharedSlotsNeverExceedTheBudgetAcrossProcesses(t *testing.T) {
 	const procs, perProc, total = 4, 12, 600
 	ps := make([]process, procs)
 	for i := range ps {
-		ps[i] = newProcess(t, r, log, i)
+		ps[i] = newProcess(r.Client(t), log, i)
 	}
 	var granted atomic.Int64
 	var wg sync.WaitGroup
@@ -162,10 +215,59 @@ func TestSharedSlotsNeverExceedTheBudgetAcrossProcesses(t *testing.T) {
 		}
 	}
 	wg.Wait()
+	checkSlots(t, ps, log, total)
+	for _, p := range ps {
+		waitFetcherStops(t, p.lim)
+	}
+}
 
+// The same on the fake clock, where the schedule is exact.
+func TestSharedSlotsNeverExceedTheBudgetOnTheFakeClock(t *testing.T) {
+	inBubble(t, func(t *testing.T, r fakeRedis) {
+		log := &slotLog{}
+		const procs, perProc, total = 4, 10, 600
+		ps := make([]process, procs)
+		for i := range ps {
+			ps[i] = newProcess(r.client(t), log, i)
+		}
+		start := time.Now()
+		var wg sync.WaitGroup
+		for _, p := range ps {
+			for range perProc {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range total / procs / perProc {
+						if err := p.lim.Wait(context.Background()); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		checkSlots(t, ps, log, total)
+		// 600 grants at one per 5077 µs take 599 intervals at least.
+		if took, least := time.Since(start), 599*ps[0].lim.Interval(); took < least {
+			t.Fatalf("600 grants took %v, less than 599 intervals (%v)", took, least)
+		}
+		for i, p := range ps {
+			if !fetcherStopped(p.lim) {
+				t.Errorf("process %d: the fetch goroutine runs with no goroutine waiting", i)
+			}
+		}
+	})
+}
+
+// checkSlots checks what the processes ps were handed for total grants: the
+// slots an interval apart on the Redis clock, at most 197 in any sliding
+// second, every process served, and at most 2 Redis commands per grant.
+func checkSlots(t *testing.T, ps []process, log *slotLog, total int64) {
+	t.Helper()
 	slots := log.sorted()
 	us := make([]int64, len(slots))
-	perProcSlots := make([]int, procs)
+	perProcSlots := make([]int, len(ps))
 	for i, s := range slots {
 		us[i] = s.us
 		perProcSlots[s.proc]++
@@ -173,18 +275,17 @@ func TestSharedSlotsNeverExceedTheBudgetAcrossProcesses(t *testing.T) {
 			t.Fatalf("slots %d and %d are %d µs apart, less than the interval %d µs", i-1, i, s.us-slots[i-1].us, ps[0].lim.ivUS)
 		}
 	}
-	if len(slots) < total {
+	if int64(len(slots)) < total {
 		t.Fatalf("%d slots reserved for %d grants", len(slots), total)
 	}
 	// 1 s / 5077 µs = 196.96: at most 197 slots in any sliding second.
 	if got := maxInWindow(us, 1e6); got > 197 {
 		t.Fatalf("%d slots in one sliding second, want at most 197", got)
 	}
-	var grants, commands, wire int64
+	var grants, wire int64
 	for i, p := range ps {
 		st := p.lim.Stats()
 		grants += st.Grants
-		commands += st.Commands
 		wire += p.cmds.n.Load()
 		if st.Commands != p.cmds.n.Load() {
 			t.Errorf("process %d: Stats().Commands = %d, the client sent %d", i, st.Commands, p.cmds.n.Load())
@@ -192,7 +293,6 @@ func TestSharedSlotsNeverExceedTheBudgetAcrossProcesses(t *testing.T) {
 		if perProcSlots[i] == 0 {
 			t.Errorf("process %d got no slot", i)
 		}
-		waitFetcherStops(t, p.lim)
 	}
 	if grants != total {
 		t.Fatalf("%d grants, want %d", grants, total)
@@ -200,300 +300,353 @@ func TestSharedSlotsNeverExceedTheBudgetAcrossProcesses(t *testing.T) {
 	if perGrant := float64(wire) / float64(grants); perGrant > 2 {
 		t.Fatalf("%.2f Redis commands per grant, want at most 2", perGrant)
 	}
-	for i, p := range ps {
-		t.Logf("process %d: %+v", i, p.lim.Stats())
-	}
 	t.Logf("%d grants, %d slots, %d Redis commands (%.3f per grant), per process %v", grants, len(slots), wire, float64(wire)/float64(grants), perProcSlots)
 }
 
 func TestSharedCrashedHolderShareComesBackAndANewcomerGetsItsShare(t *testing.T) {
-	t.Parallel()
-	r := testenv.Redis(t)
-	clock := r.Client(t)
-	log := &slotLog{}
-	a, b, c := newProcess(t, r, log, 0), newProcess(t, r, log, 1), newProcess(t, r, log, 2)
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	var wg sync.WaitGroup
-	hammer(ctx, &wg, a.lim, 8)
-	hammer(ctx, &wg, b.lim, 8)
-	time.Sleep(time.Second)
+	inBubble(t, func(t *testing.T, r fakeRedis) {
+		clock := r.client(t)
+		log := &slotLog{}
+		a, b, c := newProcess(r.client(t), log, 0), newProcess(r.client(t), log, 1), newProcess(r.client(t), log, 2)
+		ctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		var wg sync.WaitGroup
+		hammer(ctx, &wg, a.lim, 8)
+		hammer(ctx, &wg, b.lim, 8)
+		time.Sleep(time.Second)
 
-	joinUS := redisNow(t, clock)
-	cctx, crash := context.WithCancel(ctx)
-	var cwg sync.WaitGroup
-	hammer(cctx, &cwg, c.lim, 8)
-	time.Sleep(2 * time.Second)
+		joinUS := redisNow(t, clock)
+		cctx, crash := context.WithCancel(ctx)
+		var cwg sync.WaitGroup
+		hammer(cctx, &cwg, c.lim, 8)
+		time.Sleep(2 * time.Second)
 
-	// c "crashes": its goroutines stop at once; it wastes what it reserved.
-	crash()
-	crashUS := redisNow(t, clock)
-	cwg.Wait()
-	time.Sleep(2 * time.Second)
-	stop()
-	wg.Wait()
+		// c "crashes": its goroutines stop at once; it wastes what it reserved.
+		crash()
+		crashUS := redisNow(t, clock)
+		cwg.Wait()
+		time.Sleep(2 * time.Second)
+		stop()
+		wg.Wait()
 
-	count := func(from, to int64, procs ...int) int {
-		n := 0
-		for _, s := range log.sorted() {
-			if s.us >= from && s.us < to && slices.Contains(procs, s.proc) {
-				n++
+		count := func(from, to int64, procs ...int) int {
+			n := 0
+			for _, s := range log.sorted() {
+				if s.us >= from && s.us < to && slices.Contains(procs, s.proc) {
+					n++
+				}
 			}
+			return n
 		}
-		return n
-	}
-	// The newcomer's fair share of 197 is 65 a second; within a second and
-	// a half of joining it has a good part of it.
-	if got := count(joinUS+500_000, joinUS+1_500_000, 2); got < 40 {
-		t.Errorf("the newcomer got %d slots in its second second, want at least 40 (a fair share is 65)", got)
-	}
-	// After the crash the survivors get the whole budget again: a third of
-	// it stranded would leave them 131.
-	if got := count(crashUS+500_000, crashUS+1_500_000, 0, 1); got < 170 {
-		t.Errorf("the survivors got %d slots in the second after the crash, want at least 170 of 197", got)
-	}
-	us := []int64{}
-	for _, s := range log.sorted() {
-		us = append(us, s.us)
-	}
-	if got := maxInWindow(us, 1e6); got > 197 {
-		t.Fatalf("%d slots in one sliding second, want at most 197", got)
-	}
-	t.Logf("newcomer %d, survivors %d, wasted by the crashed one %d",
-		count(joinUS+500_000, joinUS+1_500_000, 2), count(crashUS+500_000, crashUS+1_500_000, 0, 1), c.lim.Stats().Wasted)
+		// The newcomer's fair share of 197 is 65 a second; from half a
+		// second after joining it has about that.
+		newcomer := count(joinUS+500_000, joinUS+1_500_000, 2)
+		if newcomer < 60 {
+			t.Errorf("the newcomer got %d slots in the second from half a second after it joined, want at least 60 (a fair share is 65)", newcomer)
+		}
+		// After the crash the survivors get the whole budget again (a
+		// third of it stranded would leave them 131): every slot of a
+		// second but the one its start may cut.
+		survivors := count(crashUS+500_000, crashUS+1_500_000, 0, 1)
+		if survivors < 196 {
+			t.Errorf("the survivors got %d slots in the second after the crash, want at least 196 of 197", survivors)
+		}
+		us := []int64{}
+		for _, s := range log.sorted() {
+			us = append(us, s.us)
+		}
+		if got := maxInWindow(us, 1e6); got > 197 {
+			t.Fatalf("%d slots in one sliding second, want at most 197", got)
+		}
+		t.Logf("newcomer %d, survivors %d, wasted by the crashed one %d", newcomer, survivors, c.lim.Stats().Wasted)
+	})
 }
 
 func TestSharedBackoffPausesEveryProcess(t *testing.T) {
-	t.Parallel()
-	r := testenv.Redis(t)
-	clock := r.Client(t)
-	log := &slotLog{}
-	a, b := newProcess(t, r, log, 0), newProcess(t, r, log, 1)
-	ctx := context.Background()
-	if err := a.lim.Wait(ctx); err != nil {
-		t.Fatal(err)
-	}
-	before := redisNow(t, clock)
-	log.mu.Lock()
-	earlier := len(log.slots)
-	log.mu.Unlock()
-	a.lim.Backoff(400 * time.Millisecond)
-	start := time.Now()
-	if err := b.lim.Wait(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.lim.Wait(ctx); err != nil {
-		t.Fatal(err)
-	}
-	log.mu.Lock()
-	slots := slices.Clone(log.slots[earlier:])
-	log.mu.Unlock()
-	for _, s := range slots {
-		if s.us < before+400_000 {
-			t.Fatalf("process %d got a slot %d µs after the backoff began, want at least 400000", s.proc, s.us-before)
+	inBubble(t, func(t *testing.T, r fakeRedis) {
+		clock := r.client(t)
+		log := &slotLog{}
+		a, b := newProcess(r.client(t), log, 0), newProcess(r.client(t), log, 1)
+		ctx := context.Background()
+		if err := a.lim.Wait(ctx); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if d := time.Since(start); d < 300*time.Millisecond {
-		t.Fatalf("Waits returned %v after a 400ms backoff", d)
-	}
+		before := redisNow(t, clock)
+		log.mu.Lock()
+		earlier := len(log.slots)
+		log.mu.Unlock()
+		start := time.Now()
+		a.lim.Backoff(400 * time.Millisecond)
+		if err := b.lim.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d < 400*time.Millisecond {
+			t.Fatalf("another process's Wait returned %v after a 400ms backoff", d)
+		}
+		if err := a.lim.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d < 400*time.Millisecond {
+			t.Fatalf("Wait returned %v after a 400ms backoff", d)
+		}
+		log.mu.Lock()
+		slots := slices.Clone(log.slots[earlier:])
+		log.mu.Unlock()
+		if len(slots) == 0 {
+			t.Fatal("no slot reserved after the backoff")
+		}
+		for _, s := range slots {
+			if s.us < before+400_000 {
+				t.Fatalf("process %d got a slot %d µs after the backoff began, want at least 400000", s.proc, s.us-before)
+			}
+		}
+	})
 }
 
 func TestSharedIdleGrantCostsOneCommandAndSurvivesScriptFlush(t *testing.T) {
-	t.Parallel()
-	// A server of its own: SCRIPT FLUSH is server-wide.
-	m := miniredis.RunT(t)
-	r := &testenv.RedisDB{Addr: m.Addr(), Mini: m}
-	p := newProcess(t, r, nil, 0)
-	ctx := context.Background()
-	if err := p.lim.Wait(ctx); err != nil { // may cost EVALSHA + EVAL
-		t.Fatal(err)
-	}
-	// A slot is reserved a round trip ahead; on a loaded machine the
-	// reply or the wake-up can come more than an interval late, and the
-	// slot is then dropped (counted as wasted) and reserved again. So each
-	// wasted slot allows one more command.
-	for range 3 {
-		before := p.lim.Stats()
-		time.Sleep(10 * time.Millisecond)
-		if err := p.lim.Wait(ctx); err != nil {
+	inBubble(t, func(t *testing.T, r fakeRedis) {
+		c := r.client(t)
+		p := newProcess(c, nil, 0)
+		ctx := context.Background()
+		if err := p.lim.Wait(ctx); err != nil { // EVALSHA, then EVAL
 			t.Fatal(err)
+		}
+		if st := p.lim.Stats(); st.Commands != 2 || st.Wasted != 0 {
+			t.Fatalf("the first Wait: %+v, want 2 commands (EVALSHA, EVAL) and nothing wasted", st)
+		}
+		for range 3 {
+			before := p.lim.Stats()
+			time.Sleep(10 * time.Millisecond)
+			if err := p.lim.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			after := p.lim.Stats()
+			if n, wasted := after.Commands-before.Commands, after.Wasted-before.Wasted; n != 1 || wasted != 0 {
+				t.Fatalf("an idle Wait sent %d commands and wasted %d slots, want 1 and none", n, wasted)
+			}
+		}
+		if err := c.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		before := p.lim.Stats()
+		if err := p.lim.Wait(ctx); err != nil {
+			t.Fatalf("Wait after SCRIPT FLUSH: %v", err)
 		}
 		after := p.lim.Stats()
-		if n, wasted := after.Commands-before.Commands, after.Wasted-before.Wasted; n != 1+wasted {
-			t.Fatalf("an idle Wait sent %d commands with %d slots wasted, want 1 plus one per wasted slot", n, wasted)
+		if n := after.Commands - before.Commands; n != 2 {
+			t.Fatalf("Wait after SCRIPT FLUSH sent %d commands, want 2 (EVALSHA, then EVAL)", n)
 		}
-	}
-	if err := r.Client(t).ScriptFlush(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
-	before := p.lim.Stats()
-	if err := p.lim.Wait(ctx); err != nil {
-		t.Fatalf("Wait after SCRIPT FLUSH: %v", err)
-	}
-	after := p.lim.Stats()
-	if n, wasted := after.Commands-before.Commands, after.Wasted-before.Wasted; n != 2+wasted {
-		t.Fatalf("Wait after SCRIPT FLUSH sent %d commands with %d slots wasted, want 2 (EVALSHA, then EVAL) plus one per wasted slot", n, wasted)
-	}
-	ttl, err := r.Client(t).PTTL(ctx, p.lim.Key()).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ttl <= 0 || ttl > DefaultSharedHorizon+time.Second {
-		t.Fatalf("budget key TTL %v, want a little over a second", ttl)
-	}
-	if !strings.HasSuffix(p.lim.Key(), "{1400000001:clear_group_msg}") {
-		t.Fatalf("key %q is not hash-tagged with its name", p.lim.Key())
-	}
-	waitFetcherStops(t, p.lim)
-}
-
-// A caller that waits for one slot at a time and comes straight back (as
-// the recall batcher did when it had one dispatcher) gets growing reservations instead of
-// costing a command per call, and every reserved slot is still accounted
-// for.
-func TestSharedSerialCallerIsNotACommandPerCall(t *testing.T) {
-	t.Parallel()
-	r := testenv.Redis(t)
-	p := newProcess(t, r, nil, 0)
-	ctx := context.Background()
-	const calls = 60
-	for range calls {
-		if err := p.lim.Wait(ctx); err != nil {
+		ttl, err := c.PTTL(ctx, p.lim.Key()).Result()
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	st := p.lim.Stats()
-	// Unhindered: reservations of 1, 2, 4 and then 8 slots, 10 commands.
-	// A stall (a slow machine) starts the ramp again; half the calls still
-	// leaves room for several.
-	if st.Commands > calls/2 {
-		t.Fatalf("%d Redis commands for %d calls of one goroutine, want at most %d; stats %+v", st.Commands, calls, calls/2, st)
-	}
-	if st.Grants != calls {
-		t.Fatalf("%d grants, want %d", st.Grants, calls)
-	}
-	p.lim.mu.Lock()
-	pooled := len(p.lim.pool)
-	p.lim.mu.Unlock()
-	if st.Reserved != st.Grants+st.Wasted+int64(pooled) {
-		t.Fatalf("reserved %d slots but granted %d, wasted %d and pooled %d", st.Reserved, st.Grants, st.Wasted, pooled)
-	}
-	// A caller that stops leaves at most the rest of one reservation.
-	if pooled >= DefaultSharedBatch {
-		t.Fatalf("%d slots left in the pool, want fewer than a batch (%d)", pooled, DefaultSharedBatch)
-	}
-	t.Logf("%+v, %d pooled", st, pooled)
+		if ttl <= 0 || ttl > DefaultSharedHorizon+time.Second {
+			t.Fatalf("budget key TTL %v, want a little over a second", ttl)
+		}
+		// The key expires a second after its last slot.
+		time.Sleep(ttl + time.Millisecond)
+		if n, err := c.Exists(ctx, p.lim.Key()).Result(); err != nil || n != 0 {
+			t.Fatalf("budget key still there %v after its last slot (EXISTS %d, %v)", ttl, n, err)
+		}
+		if !strings.HasSuffix(p.lim.Key(), "{1400000001:clear_group_msg}") {
+			t.Fatalf("key %q is not hash-tagged with its name", p.lim.Key())
+		}
+		if !fetcherStopped(p.lim) {
+			t.Fatal("the fetch goroutine runs with no goroutine waiting")
+		}
+	})
+}
+
+// A caller that waits for one slot at a time and comes straight back (the
+// recall batcher's dispatcher) gets growing reservations instead of costing
+// a command per call, and every reserved slot is accounted for.
+func TestSharedSerialCallerIsNotACommandPerCall(t *testing.T) {
+	inBubble(t, func(t *testing.T, r fakeRedis) {
+		p := newProcess(r.client(t), nil, 0)
+		ctx := context.Background()
+		const calls = 60
+		for range calls {
+			if err := p.lim.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st := p.lim.Stats()
+		// Reservations of 1, 2, 4, 8 and then a batch of 16: 7 of them for
+		// 60 calls, plus the EVAL after the first EVALSHA.
+		if st.Commands != 8 {
+			t.Fatalf("%d Redis commands for %d calls of one goroutine, want 8; stats %+v", st.Commands, calls, st)
+		}
+		if st.Grants != calls || st.Wasted != 0 {
+			t.Fatalf("%d grants and %d wasted, want %d and none", st.Grants, st.Wasted, calls)
+		}
+		p.lim.mu.Lock()
+		pooled := len(p.lim.pool)
+		p.lim.mu.Unlock()
+		if st.Reserved != st.Grants+int64(pooled) {
+			t.Fatalf("reserved %d slots but granted %d and pooled %d", st.Reserved, st.Grants, pooled)
+		}
+		// A caller that stops leaves at most the rest of one reservation.
+		if pooled >= DefaultSharedBatch {
+			t.Fatalf("%d slots left in the pool, want fewer than a batch (%d)", pooled, DefaultSharedBatch)
+		}
+	})
 }
 
 func TestSharedWaitCanceledGivesTheSlotBack(t *testing.T) {
-	t.Parallel()
-	r := testenv.Redis(t)
-	p := newProcess(t, r, nil, 0)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	hammer(ctx, &wg, p.lim, 16)
-	time.Sleep(200 * time.Millisecond)
-	cancel()
-	wg.Wait()
-	waitFetcherStops(t, p.lim)
-	st := p.lim.Stats()
-	p.lim.mu.Lock()
-	pooled := len(p.lim.pool)
-	p.lim.mu.Unlock()
-	if st.Reserved != st.Grants+st.Wasted+int64(pooled) {
-		t.Fatalf("reserved %d slots but granted %d, wasted %d and pooled %d", st.Reserved, st.Grants, st.Wasted, pooled)
-	}
-	if err := p.lim.Wait(ctx); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Wait with a canceled context = %v", err)
-	}
+	inBubble(t, func(t *testing.T, r fakeRedis) {
+		p := newProcess(r.client(t), nil, 0)
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		hammer(ctx, &wg, p.lim, 16)
+		time.Sleep(200 * time.Millisecond)
+		cancel()
+		wg.Wait()
+		if !fetcherStopped(p.lim) {
+			t.Fatal("the fetch goroutine runs with no goroutine waiting")
+		}
+		st := p.lim.Stats()
+		p.lim.mu.Lock()
+		pooled := len(p.lim.pool)
+		p.lim.mu.Unlock()
+		if st.Grants == 0 {
+			t.Fatalf("no grant in 200ms: %+v", st)
+		}
+		if st.Reserved != st.Grants+st.Wasted+int64(pooled) {
+			t.Fatalf("reserved %d slots but granted %d, wasted %d and pooled %d", st.Reserved, st.Grants, st.Wasted, pooled)
+		}
+		if err := p.lim.Wait(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Wait with a canceled context = %v", err)
+		}
+	})
 }
 
-// deadRedis returns a client for a loopback port nothing listens on.
-func deadRedis(t *testing.T) *redis.Client {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
-	t.Cleanup(func() { c.Close() })
-	return c
+// switchedRedis is a client whose connections fail while down is set, as
+// when nothing listens on Redis's port.
+type switchedRedis struct {
+	down atomic.Bool
+}
+
+func (sw *switchedRedis) client(t *testing.T, r fakeRedis) *redis.Client {
+	return r.clientWith(t, func() (net.Conn, error) {
+		if sw.down.Load() {
+			return nil, errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+		}
+		return r.m.Dial()
+	})
 }
 
 func TestSharedBlocksWhileRedisIsDown(t *testing.T) {
-	t.Parallel()
-	logger, logs := testenv.Logger(t)
-	t.Cleanup(logs.Stop)
-	s := NewShared(deadRedis(t), "x", 200, WithLogger(logger))
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	if err := s.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Wait with Redis down = %v, want the context's deadline", err)
-	}
-	if st := s.Stats(); st.Grants != 0 {
-		t.Fatalf("granted %d calls without Redis", st.Grants)
-	}
-	testenv.Eventually(t, 5*time.Second, "a warning that Redis does not answer", func() (bool, string) {
-		l := logs.String()
-		return strings.Contains(l, "Redis does not answer"), "log: " + l
+	inBubble(t, func(t *testing.T, r fakeRedis) {
+		logger, logs := testenv.Logger(t)
+		sw := &switchedRedis{}
+		sw.down.Store(true)
+		s := NewShared(sw.client(t, r), "x", 200, WithLogger(logger))
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Wait with Redis down = %v, want the context's deadline", err)
+		}
+		if st := s.Stats(); st.Grants != 0 {
+			t.Fatalf("granted %d calls without Redis", st.Grants)
+		}
+		if !fetcherStopped(s) {
+			t.Fatal("the fetch goroutine runs with no goroutine waiting")
+		}
+		if l := logs.String(); strings.Count(l, "Redis does not answer") != 1 {
+			t.Fatalf("want one warning that Redis does not answer in 5 s of retries; log:\n%s", l)
+		}
+		// Redis comes back: the next Wait is granted, and the limiter says so.
+		sw.down.Store(false)
+		if err := s.Wait(context.Background()); err != nil {
+			t.Fatalf("Wait once Redis answers again: %v", err)
+		}
+		if l := logs.String(); !strings.Contains(l, "Redis answers again") {
+			t.Fatalf("no line saying Redis answers again; log:\n%s", l)
+		}
+		logs.Stop()
 	})
-	waitFetcherStops(t, s)
 }
 
 func TestSharedFallbackRateWhileRedisIsDown(t *testing.T) {
-	t.Parallel()
-	s := NewShared(deadRedis(t), "x", 200, WithFallbackRate(50))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for range 3 {
-		if err := s.Wait(ctx); err != nil {
-			t.Fatalf("Wait with a fallback rate: %v", err)
+	inBubble(t, func(t *testing.T, r fakeRedis) {
+		sw := &switchedRedis{}
+		sw.down.Store(true)
+		s := NewShared(sw.client(t, r), "x", 200, WithFallbackRate(50))
+		ctx := context.Background()
+		var at []time.Time
+		for range 3 {
+			if err := s.Wait(ctx); err != nil {
+				t.Fatalf("Wait with a fallback rate: %v", err)
+			}
+			at = append(at, time.Now())
 		}
-	}
-	if st := s.Stats(); st.FallbackGrants < 3 || st.Grants != 3 {
-		t.Fatalf("stats %+v, want 3 grants from the fallback", st)
-	}
-	waitFetcherStops(t, s)
+		if st := s.Stats(); st.FallbackGrants != 3 || st.Grants != 3 {
+			t.Fatalf("stats %+v, want 3 grants from the fallback", st)
+		}
+		// 50 per second: the grants are 20 ms apart.
+		for i := 1; i < len(at); i++ {
+			if gap := at[i].Sub(at[i-1]); gap < 20*time.Millisecond {
+				t.Fatalf("fallback grants %d and %d are %v apart, want at least 20ms at 50/s", i-1, i, gap)
+			}
+		}
+		// With nobody waiting, the fetch goroutine stops at its next retry.
+		time.Sleep(maxRedisRetry)
+		if !fetcherStopped(s) {
+			t.Fatalf("the fetch goroutine runs %v after the last grant with no goroutine waiting", maxRedisRetry)
+		}
+	})
 }
 
 func TestSharedBudgetThatGoesBackInTimeIsPushedPastEveryHeldSlot(t *testing.T) {
-	t.Parallel()
-	r := testenv.Redis(t)
-	log := &slotLog{}
-	const held = 50
-	p := newProcess(t, r, log, 0, WithBatch(held))
-	ctx := context.Background()
-	// 50 goroutines hold one reservation of 50 slots, 250 ms of budget.
-	var wg sync.WaitGroup
-	for range held {
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = p.lim.Wait(ctx) }()
-	}
-	testenv.WaitFor(t, 5*time.Second, "50 slots reserved", func() bool { return p.lim.Stats().Reserved >= held })
-	// A failover that loses the key's last writes looks like this.
-	if err := r.Client(t).Del(ctx, p.lim.Key()).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.lim.Wait(ctx); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
-	log.mu.Lock()
-	slots := slices.Clone(log.slots)
-	log.mu.Unlock()
-	lastEnd := int64(0)
-	for _, s := range slots[:held] {
-		lastEnd = max(lastEnd, s.us+p.lim.ivUS)
-	}
-	used := slots[len(slots)-1].us
-	if want := lastEnd + DefaultSharedHorizon.Microseconds(); used < want {
-		t.Fatalf("after the budget went back in time the next slot is at %d, want at least %d (past the held slots plus a horizon)", used, want)
-	}
-	if len(slots) < held+2 {
-		t.Fatalf("%d reservations: the one that went back in time was not dropped", len(slots))
-	}
+	inBubble(t, func(t *testing.T, r fakeRedis) {
+		log := &slotLog{}
+		const held = 50
+		p := newProcess(r.client(t), log, 0, WithBatch(held))
+		ctx := context.Background()
+		// 50 goroutines hold one reservation of 50 slots, 250 ms of budget.
+		var wg sync.WaitGroup
+		for range held {
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = p.lim.Wait(ctx) }()
+		}
+		synctest.Wait()
+		if got := p.lim.Stats().Reserved; got != held {
+			t.Fatalf("%d slots reserved for %d waiting goroutines, want one reservation of %d", got, held, held)
+		}
+		// A failover that loses the key's last writes looks like this.
+		if err := r.client(t).Del(ctx, p.lim.Key()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.lim.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		log.mu.Lock()
+		slots := slices.Clone(log.slots)
+		log.mu.Unlock()
+		lastEnd := int64(0)
+		for _, s := range slots[:held] {
+			lastEnd = max(lastEnd, s.us+p.lim.ivUS)
+		}
+		used := slots[len(slots)-1].us
+		if want := lastEnd + DefaultSharedHorizon.Microseconds(); used < want {
+			t.Fatalf("after the budget went back in time the next slot is at %d, want at least %d (past the held slots plus a horizon)", used, want)
+		}
+		if slots[held].us >= lastEnd {
+			t.Fatalf("the reservation after the DEL starts %d µs after the held slots: the budget did not go back in time", slots[held].us-lastEnd)
+		}
+		// The slots of the reservation that went back in time are dropped,
+		// every one: none is granted.
+		dropped := int64(0)
+		for _, s := range slots[held:] {
+			if s.us < lastEnd+DefaultSharedHorizon.Microseconds() {
+				dropped++
+			}
+		}
+		if st := p.lim.Stats(); st.Wasted != dropped || st.Grants != held+1 {
+			t.Fatalf("stats %+v, want %d wasted (the slots that went back in time) and %d grants", st, dropped, held+1)
+		}
+	})
 }
 
 // slowReply is a go-redis hook that returns the nth script reply late, as a
@@ -523,70 +676,65 @@ func (h *slowReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 // reservation's, and calls bunched past the limit. Every slot the process
 // hands out stays at least an interval after the one before, in local time.
 func TestSharedSlowReplyDoesNotBunchSlots(t *testing.T) {
-	t.Parallel()
-	r := testenv.Redis(t)
-	c := r.Client(t)
-	// Open the connection first: the first reply sets the clock estimate
-	// whatever its speed.
-	if err := c.Ping(context.Background()).Err(); err != nil {
-		t.Fatal(err)
-	}
-	slow := &slowReply{nth: 3, delay: 40 * time.Millisecond}
-	c.AddHook(slow)
-	s := NewShared(c, "1400000001:group_msg_recall", 200)
-	var mu sync.Mutex
-	var local []time.Time
-	var redisUS []int64
-	first := -1 // slots in the first reservation
-	s.onSlots = func(start int64, k int, iv int64) {
+	inBubble(t, func(t *testing.T, r fakeRedis) {
+		c := r.client(t)
+		slow := &slowReply{nth: 3, delay: 40 * time.Millisecond}
+		c.AddHook(slow)
+		s := NewShared(c, "1400000001:group_msg_recall", 200)
+		var mu sync.Mutex
+		var local []time.Time
+		var redisUS []int64
+		s.onSlots = func(start int64, k int, iv int64) {
+			mu.Lock()
+			for i := range k {
+				redisUS = append(redisUS, start+int64(i)*iv)
+			}
+			mu.Unlock()
+		}
+		s.onLocalSlots = func(slots []time.Time) {
+			mu.Lock()
+			local = append(local, slots...)
+			mu.Unlock()
+		}
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 5 {
+					if err := s.Wait(context.Background()); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if n := slow.seen.Load(); n < 5 {
+			t.Fatalf("%d reservations, want at least 5 (the 3rd one slow)", n)
+		}
 		mu.Lock()
-		if first < 0 {
-			first = k
+		defer mu.Unlock()
+		// In the order the process mapped them, each slot comes an interval
+		// after the one before (less a microsecond of rounding).
+		for i := 1; i < len(local); i++ {
+			if gap := local[i].Sub(local[i-1]); gap < s.Interval()-time.Microsecond {
+				t.Fatalf("slot %d is %v after slot %d, want at least the interval %v (%d slots mapped)", i, gap, i-1, s.Interval(), len(local))
+			}
 		}
-		for i := range k {
-			redisUS = append(redisUS, start+int64(i)*iv)
+		// And the slow reply did not move the map: every slot's local time
+		// is its Redis time plus one offset. Redis's clock is the local one
+		// here and the other round trips take no time, so the offset is 0;
+		// taken from the slow reply's middle, it would be 20 ms.
+		if len(redisUS) != len(local) {
+			t.Fatalf("%d slots from Redis, %d mapped", len(redisUS), len(local))
 		}
-		mu.Unlock()
-	}
-	s.onLocalSlots = func(slots []time.Time) {
-		mu.Lock()
-		local = append(local, slots...)
-		mu.Unlock()
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	hammer(ctx, &wg, s, 20)
-	testenv.WaitFor(t, 10*time.Second, "100 grants", func() bool { return s.Stats().Grants >= 100 })
-	cancel()
-	wg.Wait()
-	if n := slow.seen.Load(); n < 5 {
-		t.Fatalf("%d reservations, want at least 5 (the 3rd one slow)", n)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	// In the order the process mapped them, each slot comes an interval
-	// after the one before (less a microsecond of rounding).
-	for i := 1; i < len(local); i++ {
-		if gap := local[i].Sub(local[i-1]); gap < s.Interval()-time.Microsecond {
-			t.Fatalf("slot %d is %v after slot %d, want at least the interval %v (%d slots mapped)", i, gap, i-1, s.Interval(), len(local))
+		for i := range local {
+			if off := local[i].Sub(time.UnixMicro(redisUS[i])); off < 0 || off >= time.Microsecond {
+				t.Fatalf("slot %d maps %v off its Redis time, want 0", i, off)
+			}
 		}
-	}
-	// And the slow reply did not move the map: every slot's local time is
-	// its Redis time plus one offset, give or take less than an interval
-	// (the slow reply's own estimate was about 20 ms off). The first
-	// reservation is left out: its reply alone set the estimate, however
-	// slow a loaded machine made it, and the next fast reply corrects it.
-	if len(redisUS) != len(local) {
-		t.Fatalf("%d slots from Redis, %d mapped", len(redisUS), len(local))
-	}
-	lo, hi := time.Duration(math.MaxInt64), time.Duration(math.MinInt64)
-	for i := first; i < len(local); i++ {
-		off := time.Duration(local[i].UnixNano()) - time.Duration(redisUS[i])*time.Microsecond
-		lo, hi = min(lo, off), max(hi, off)
-	}
-	if hi-lo >= s.Interval() {
-		t.Fatalf("local slot times stray %v from one offset to the Redis clock, want under %v", hi-lo, s.Interval())
-	}
+	})
 }
 
 // The clock estimate moves on fast replies, on replies that prove it wrong,
@@ -655,10 +803,12 @@ func TestWithoutRampReservesOnlyForWaiters(t *testing.T) {
 // share its wake-ups; and that a budget left off the grid (by an earlier
 // timq) is moved up to it, never back.
 func TestSharedSlotsOfEveryEndpointLieOnOneGrid(t *testing.T) {
-	t.Parallel()
-	r := testenv.Redis(t)
+	inBubble(t, func(t *testing.T, r fakeRedis) { testSlotsOnOneGrid(t, r.client) })
+}
+
+func testSlotsOnOneGrid(t *testing.T, client func(*testing.T) *redis.Client) {
 	log := &slotLog{}
-	c := r.Client(t)
+	c := client(t)
 	// An earlier timq's budget: 1.5 s ahead (beyond a reservation's
 	// reach, so modify waits for it), 1 µs off the grid.
 	iv := NewShared(c, "probe", 200).ivUS
@@ -668,7 +818,7 @@ func TestSharedSlotsOfEveryEndpointLieOnOneGrid(t *testing.T) {
 	}
 	var lims []*Shared
 	for proc, name := range []string{"1400000001:clear_group_msg", "1400000001:modify_group_msg", "1400000001:clear_group_msg", "1400000001:modify_group_msg"} {
-		s := NewShared(r.Client(t), name, 200)
+		s := NewShared(client(t), name, 200)
 		s.onSlots = log.hook(proc)
 		lims = append(lims, s)
 	}
@@ -716,9 +866,10 @@ func TestSharedSlotsOfEveryEndpointLieOnOneGrid(t *testing.T) {
 // Without it the next reservation could hand out the slots the pause was
 // meant to skip.
 func TestSharedPauseBeyondTheRoomIsKept(t *testing.T) {
-	t.Parallel()
-	r := testenv.Redis(t)
-	c := r.Client(t)
+	inBubble(t, func(t *testing.T, r fakeRedis) { testPauseBeyondTheRoom(t, r.client(t)) })
+}
+
+func testPauseBeyondTheRoom(t *testing.T, c *redis.Client) {
 	s := NewShared(c, "1400000001:clear_group_msg", 200)
 	pause := maxAheadFactor*s.opts.horizon + time.Second
 	before := redisNow(t, c)
