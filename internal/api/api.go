@@ -199,6 +199,9 @@ func (r *statusRecorder) WriteHeader(code int) {
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
+// Ping checks that the server's Redis answers (its readiness check).
+func (s *Server) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
+
 // Close releases the Server's connections.
 func (s *Server) Close() error {
 	if s.ownEnq {

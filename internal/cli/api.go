@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/timq/timq/internal/api"
 	"github.com/timq/timq/internal/config"
 	"github.com/timq/timq/internal/httpserver"
@@ -24,7 +22,8 @@ const apiUsage = `[--addr HOST:PORT] [--max-job-body BYTES]
 
 Serves timq's HTTP API: enqueue operations, read tasks, run jobs and handle
 dead letters over JSON under /v1/, described at /openapi.json (OpenAPI 3.1),
-with Prometheus metrics at /metrics.
+with Prometheus metrics at /metrics and the checks /healthz (the process
+serves) and /readyz (its Redis answers) for a load balancer.
 Settings: TIMQ_REDIS_URL (or TIMQ_REDIS_CLUSTER_ADDRS), TIMQ_ENQUEUE_REPLICAS;
 bearer tokens TIMQ_API_TOKEN (scope enqueue: enqueue and read) and
 TIMQ_API_ADMIN_TOKEN (scope admin: also pause, resume and cancel jobs,
@@ -117,8 +116,10 @@ func runAPI(ctx context.Context, env *Env, args []string) error {
 	}
 	log.Info("serving the API", "url", "http://"+ln.Addr().String()+"/v1/", "openapi", "http://"+ln.Addr().String()+"/openapi.json",
 		"redis", r.Display, "tokens", len(tokens))
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.Handle("/", srv)
-	return httpserver.Serve(ctx, ln, mux)
+	h, err := httpserver.Handler(httpserver.Config{Gatherer: reg, Ready: srv.Ping, API: srv, Logger: log})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	return httpserver.Serve(ctx, ln, h)
 }
