@@ -33,10 +33,14 @@ const (
 
 // APIResult is the API phase's figures.
 type APIResult struct {
-	Clients     int
-	Window      time.Duration
-	HTTPRate    float64 // enqueues per second over HTTP
-	GoRate      float64 // enqueues per second through package enqueue
+	Clients  int
+	Window   time.Duration
+	HTTPRate float64 // enqueues per second over HTTP
+	GoRate   float64 // enqueues per second through package enqueue
+	// FloorRate is requests per second, with the same clients, to GET
+	// /healthz of the same process: what HTTP alone allows on this
+	// machine, with no Redis, huma or token check in the path.
+	FloorRate   float64
 	HTTPErrors  int64
 	JobLines    int
 	JobWall     time.Duration
@@ -62,18 +66,9 @@ func (r *runner) runAPI(ctx context.Context) error {
 	var lat []time.Duration
 	var latMu sync.Mutex
 	n, errs := hammer(ctx, apiWindow, func(ctx context.Context, i int64) error {
-		body := fmt.Sprintf(`{"GroupId":"api-%d","MsgSeq":%d,"CloudCustomData":"b"}`, i%1000, i+1)
 		start := time.Now()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/modify", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
+		if err := postModify(ctx, client, base, i); err != nil {
 			return err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusAccepted {
-			return fmt.Errorf("status %d", resp.StatusCode)
 		}
 		if i%10 == 0 {
 			latMu.Lock()
@@ -85,6 +80,10 @@ func (r *runner) runAPI(ctx context.Context) error {
 	res.HTTPRate, res.HTTPErrors = float64(n)/apiWindow.Seconds(), errs
 	res.HTTPLatency = latencyStat(lat, 0)
 	if err := r.reset(ctx, nil); err != nil {
+		return err
+	}
+	r.progress("api: %d clients calling GET /healthz for %v", apiClients, apiWindow)
+	if res.FloorRate, err = httpFloor(ctx, client, base); err != nil {
 		return err
 	}
 	r.progress("api: %d clients enqueueing through package enqueue for %v", apiClients, apiWindow)
@@ -116,6 +115,52 @@ func (r *runner) runAPI(ctx context.Context) error {
 		res.JobErr = fmt.Sprintf("status %d: %.200s", resp.StatusCode, answer)
 	}
 	return r.reset(ctx, nil)
+}
+
+// httpFloor measures requests per second from the API phase's clients to
+// GET /healthz of the same `timq api`, which answers "ok" without Redis,
+// huma or a token check: what HTTP alone costs on this machine.
+func httpFloor(ctx context.Context, client *http.Client, base string) (float64, error) {
+	n, errs := hammer(ctx, apiWindow, func(ctx context.Context, _ int64) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+	if errs > 0 {
+		return 0, fmt.Errorf("api: %d errors from GET /healthz", errs)
+	}
+	return float64(n) / apiWindow.Seconds(), nil
+}
+
+// postModify sends the API phase's request i: a modify of one message.
+func postModify(ctx context.Context, client *http.Client, base string, i int64) error {
+	body := fmt.Sprintf(`{"GroupId":"api-%d","MsgSeq":%d,"CloudCustomData":"b"}`, i%1000, i+1)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/modify", strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
 }
 
 // startAPI starts a `timq api` process on the bench's Redis with extra
@@ -187,7 +232,8 @@ func (a *APIResult) apiTable() table {
 	add("enqueues/s, HTTP API", what, fmt.Sprintf("%.0f/s (%d errors); p50 %s, p99 %s", a.HTTPRate, a.HTTPErrors, a.HTTPLatency.P50.Round(10*time.Microsecond), a.HTTPLatency.P99.Round(10*time.Microsecond)),
 		fmt.Sprintf(">= %d/s and >= %.0f%% of Go", targetAPIRate, 100*targetAPIRateShare),
 		metCell(a.HTTPRate > 0, a.HTTPRate >= targetAPIRate && a.HTTPRate >= targetAPIRateShare*a.GoRate))
-	add("enqueues/s, Go client", "the same, through package enqueue", fmt.Sprintf("%.0f/s", a.GoRate), "reported", "-")
+	add("enqueues/s, Go client", "the same, through package enqueue", fmt.Sprintf("%.0f/s (HTTP: %.0f%% of it)", a.GoRate, 100*a.HTTPRate/max(a.GoRate, 1)), "reported", "-")
+	add("requests/s, HTTP floor", "GET /healthz of the same process: HTTP alone, no Redis", fmt.Sprintf("%.0f/s (%.0f%% of Go)", a.FloorRate, 100*a.FloorRate/max(a.GoRate, 1)), "reported", "-")
 	jobWhat := fmt.Sprintf("POST /v1/jobs of %s NDJSON lines, to the answer", thousands(int64(a.JobLines)))
 	if a.JobErr != "" {
 		add("job over HTTP", jobWhat, "failed: "+a.JobErr, fmt.Sprintf("<= %v", targetAPIJob), "NO")
