@@ -131,9 +131,9 @@ func (r fakeRedis) clientWith(t *testing.T, dial func() (net.Conn, error)) *redi
 	return c
 }
 
-// settle waits until every goroutine of the bubble waits (for a slot's
-// time, a reply, a timer) and returns whether s's fetch goroutine has
-// stopped.
+// fetcherStopped waits until every goroutine of the bubble waits (for a
+// slot's time, a reply, a timer) and returns whether s's fetch goroutine
+// has stopped.
 func fetcherStopped(s *Shared) bool {
 	synctest.Wait()
 	s.mu.Lock()
