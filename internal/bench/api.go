@@ -70,7 +70,7 @@ func (r *runner) runAPI(ctx context.Context) error {
 	// Its seqs are far from the window's: a warm-up request the server
 	// finishes after the reset would otherwise make one of the window's a
 	// duplicate.
-	if _, errs := hammer(ctx, apiWarmUp, func(ctx context.Context, i int64) error { return postModify(ctx, client, base, 1<<40+i) }); errs > 0 {
+	if _, errs := hammer(ctx, apiClients, apiWarmUp, func(ctx context.Context, i int64) error { return postModify(ctx, client, base, 1<<40+i) }); errs > 0 {
 		return fmt.Errorf("api: %d errors while warming up", errs)
 	}
 	if err := r.reset(ctx, nil); err != nil {
@@ -79,7 +79,7 @@ func (r *runner) runAPI(ctx context.Context) error {
 	r.progress("api: %d clients enqueueing over HTTP for %v", apiClients, apiWindow)
 	var lat []time.Duration
 	var latMu sync.Mutex
-	n, errs := hammer(ctx, apiWindow, func(ctx context.Context, i int64) error {
+	n, errs := hammer(ctx, apiClients, apiWindow, func(ctx context.Context, i int64) error {
 		start := time.Now()
 		if err := postModify(ctx, client, base, i); err != nil {
 			return err
@@ -101,7 +101,7 @@ func (r *runner) runAPI(ctx context.Context) error {
 		return err
 	}
 	r.progress("api: %d clients enqueueing through package enqueue for %v", apiClients, apiWindow)
-	n, _ = hammer(ctx, apiWindow, func(ctx context.Context, i int64) error {
+	n, _ = hammer(ctx, apiClients, apiWindow, func(ctx context.Context, i int64) error {
 		ccd := "b"
 		_, err := r.enq.Modify(ctx, tasks.Modify{GroupId: fmt.Sprintf("go-%d", i%1000), MsgSeq: uint64(i + 1), CloudCustomData: &ccd})
 		return err
@@ -135,7 +135,7 @@ func (r *runner) runAPI(ctx context.Context) error {
 // GET /healthz of the same `timq api`, which answers "ok" without Redis,
 // huma or a token check: what HTTP alone costs on this machine.
 func httpFloor(ctx context.Context, client *http.Client, base string) (float64, error) {
-	n, errs := hammer(ctx, apiWindow, func(ctx context.Context, _ int64) error {
+	n, errs := hammer(ctx, apiClients, apiWindow, func(ctx context.Context, _ int64) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
 		if err != nil {
 			return err
@@ -212,14 +212,15 @@ func (r *runner) startAPI(ctx context.Context, name string, conns int, extraEnv 
 	return base, client, stop, nil
 }
 
-// hammer runs op from apiClients goroutines for window and returns how
-// many calls succeeded and failed.
-func hammer(ctx context.Context, window time.Duration, op func(context.Context, int64) error) (ok, failed int64) {
+// hammer runs op from clients goroutines for window, each call with the
+// next number from 1, and returns how many calls succeeded and failed
+// (calls cut short by the window's end count as neither).
+func hammer(ctx context.Context, clients int, window time.Duration, op func(context.Context, int64) error) (ok, failed int64) {
 	ctx, cancel := context.WithTimeout(ctx, window)
 	defer cancel()
 	var next, good, bad atomic.Int64
 	var wg sync.WaitGroup
-	for range apiClients {
+	for range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -80,46 +80,35 @@ func (r *runner) runIndex(ctx context.Context) error {
 	r.progress("index: %d senders posting after-send callbacks for %v", indexSenders, indexWindow)
 	var lat []time.Duration
 	var latMu sync.Mutex
-	cctx, cancel := context.WithTimeout(ctx, indexWindow)
-	var next, good, bad atomic.Int64
-	var wg sync.WaitGroup
-	for range indexSenders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for cctx.Err() == nil {
-				i := next.Add(1)
-				start := time.Now()
-				rt := strconv.FormatInt(start.Unix(), 10)
-				url := fmt.Sprintf("%s/v1/callbacks/tencent?SdkAppid=%d&CallbackCommand=Group.CallbackAfterSendMsg&contenttype=json&ClientIP=127.0.0.1&OptPlatform=RESTAPI&RequestTime=%s&Sign=%s",
-					base, r.appID, rt, chatapi.CallbackSign(benchCallbackToken, rt))
-				body := fmt.Sprintf(`{"CallbackCommand":"Group.CallbackAfterSendMsg","GroupId":"@TGS#b%d","Type":"Public","From_Account":"user%d","MsgSeq":%d,"MsgTime":%d,"Random":1,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"hello"}}],"EventTime":%d}`,
-					i%purgeGroups, i%indexPeople, i, start.Unix(), start.UnixMilli())
-				resp, err := client.Post(url, "application/json", strings.NewReader(body))
-				if err != nil {
-					if cctx.Err() == nil {
-						bad.Add(1)
-					}
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					bad.Add(1)
-					continue
-				}
-				good.Add(1)
-				if i%10 == 0 {
-					latMu.Lock()
-					lat = append(lat, time.Since(start))
-					latMu.Unlock()
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	cancel()
-	res.CallbackRate, res.CallbackErrors = float64(good.Load())/indexWindow.Seconds(), bad.Load()
+	good, bad := hammer(ctx, indexSenders, indexWindow, func(ctx context.Context, i int64) error {
+		start := time.Now()
+		rt := strconv.FormatInt(start.Unix(), 10)
+		url := fmt.Sprintf("%s/v1/callbacks/tencent?SdkAppid=%d&CallbackCommand=Group.CallbackAfterSendMsg&contenttype=json&ClientIP=127.0.0.1&OptPlatform=RESTAPI&RequestTime=%s&Sign=%s",
+			base, r.appID, rt, chatapi.CallbackSign(benchCallbackToken, rt))
+		body := fmt.Sprintf(`{"CallbackCommand":"Group.CallbackAfterSendMsg","GroupId":"@TGS#b%d","Type":"Public","From_Account":"user%d","MsgSeq":%d,"MsgTime":%d,"Random":1,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"hello"}}],"EventTime":%d}`,
+			i%purgeGroups, i%indexPeople, i, start.Unix(), start.UnixMilli())
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		if i%10 == 0 {
+			latMu.Lock()
+			lat = append(lat, time.Since(start))
+			latMu.Unlock()
+		}
+		return nil
+	})
+	res.CallbackRate, res.CallbackErrors = float64(good)/indexWindow.Seconds(), bad
 	res.CallbackP99 = latencyStat(lat, 0).P99
 
 	if err := r.reset(ctx, nil); err != nil {
