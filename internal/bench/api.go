@@ -140,16 +140,7 @@ func httpFloor(ctx context.Context, client *http.Client, base string) (float64, 
 		if err != nil {
 			return err
 		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
+		return send(client, req, http.StatusOK)
 	})
 	if errs > 0 {
 		return 0, fmt.Errorf("api: %d errors from GET /healthz", errs)
@@ -165,13 +156,19 @@ func postModify(ctx context.Context, client *http.Client, base string, i int64) 
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	return send(client, req, http.StatusAccepted)
+}
+
+// send sends req and reads its answer to the end (so that the connection
+// is kept), and fails unless its status is want.
+func send(client *http.Client, req *http.Request, want int) error {
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
+	if resp.StatusCode != want {
 		return fmt.Errorf("status %d", resp.StatusCode)
 	}
 	return nil
